@@ -1,0 +1,215 @@
+"""What every provider shares: its status, the models it offers, and a fast loopback-only HTTP probe.
+
+Kept to the standard library so that probing every provider for the first menu stays fast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from oi_local.errors import OiLocalError
+
+PROBE_TIMEOUT = 0.3
+LOOPBACK_NAMES = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "[::1]": "::1"}
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    running: bool
+    installed: bool
+    detail: str  # one line for the menu, e.g. "running at http://127.0.0.1:1234 · 2 models"
+    guidance: str = ""  # what to do when it is not running or not installed; empty when running
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One line of a provider's model menu."""
+
+    id: str  # what prepare() takes: a catalog id, a path, an Ollama tag, a server's model id
+    label: str
+    on_disk: bool = True  # False: would be downloaded / pulled first
+    fits: bool = True
+    reason: str = ""  # why it does not fit, or a note
+    size_bytes: int | None = None
+    context_length: int | None = None
+    recommended: bool = False
+
+
+@dataclass
+class ServerModels:
+    """What an OpenAI-compatible server says it offers."""
+
+    ids: list[str]
+    loaded: dict[str, bool] = field(default_factory=dict)
+    max_context: dict[str, int] = field(default_factory=dict)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def split_base_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of an http(s) URL; raises OiLocalError for anything else."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OiLocalError(
+            f"'{url}' is not an http(s) URL. Give the server's address with its scheme and port, "
+            "for example http://127.0.0.1:8080/v1."
+        )
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise OiLocalError(f"'{url}' has an invalid port ({error}). Use a number from 1 to 65535.") from None
+    host = LOOPBACK_NAMES.get(parts.hostname, parts.hostname)
+    return parts.scheme, host, port, parts.path.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_NAMES.values() or host.startswith("127.")
+
+
+def normalize_base_url(url: str, *, default_path: str = "/v1") -> str:
+    """The URL with localhost spelled 127.0.0.1 (no name lookup) and `/v1` added when no path was given."""
+    scheme, host, port, path = split_base_url(url)
+    host_part = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host_part}:{port}{path or default_path}"
+
+
+def http_json(
+    method: str,
+    url: str,
+    *,
+    body: dict | None = None,
+    api_key: str | None = None,
+    timeout: float = PROBE_TIMEOUT,
+) -> tuple[int, object]:
+    """One HTTP request with the standard library; returns (status, parsed JSON or text).
+
+    Raises OSError (connection refused, timeout) for the caller to treat as "not running".
+    """
+    scheme, host, port, _ = split_base_url(url)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(host, port, timeout=timeout)
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, target, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    except http.client.HTTPException as error:
+        raise OSError(str(error)) from error
+    finally:
+        conn.close()
+    text = raw.decode("utf-8", "replace")
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, text
+
+
+def openai_models(base_url: str, *, api_key: str | None = None, timeout: float = PROBE_TIMEOUT) -> tuple[int, list[str]]:
+    """(HTTP status, model ids) from GET {base_url}/models. Raises OSError when nothing answers."""
+    status, payload = http_json("GET", f"{base_url.rstrip('/')}/models", api_key=api_key, timeout=timeout)
+    ids: list[str] = []
+    if status == 200 and isinstance(payload, dict):
+        ids = [str(m.get("id")) for m in payload.get("data") or [] if isinstance(m, dict) and m.get("id")]
+    return status, ids
+
+
+def find_program(name: str, extra_dirs: Sequence[Path] = ()) -> Path | None:
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    for folder in extra_dirs:
+        candidate = Path(folder).expanduser() / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class ManagedChild:
+    """A program this process started (e.g. `ollama serve`): its own session, stopped at exit.
+
+    Offers the part of ManagedServer's interface the explorer uses: .endpoint, .healthy(), .stop().
+    """
+
+    def __init__(self, argv: Sequence[str], *, log_path: Path, env: dict[str, str] | None = None) -> None:
+        import atexit
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            list(argv), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+        self.endpoint = None
+        atexit.register(self.stop)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def healthy(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 10) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except OSError:
+                self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except OSError:
+                    self.process.kill()
+                self.process.wait()
+        if not self._log.closed:
+            self._log.close()
+
+    def __enter__(self) -> ManagedChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(check, *, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
