@@ -1,0 +1,85 @@
+"""Serve a GGUF model with llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`).
+
+The chat template: with no --chat_format, llama-cpp-python reads `tokenizer.chat_template` from the GGUF
+metadata and formats chats with it (llama_cpp/llama.py: a known template maps to its named format, any other
+becomes "chat_template.default"). So nothing is passed when the file carries a template; only a file without
+one needs `chat_format` (otherwise the server falls back to "llama-2", which is wrong for most models).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from oi_local.fit import Fit
+from oi_local.paths import AppPaths
+from oi_local.ports import LOOPBACK
+from oi_local.server import ManagedServer, start_server
+
+RUNNER = "llamacpp"
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def check_model_file(model_path: Path):
+    """Raise OiLocalError naming the file when it is missing, not GGUF or truncated; return what was read."""
+    from oi_local.gguf_check import check
+
+    return check(model_path)
+
+
+def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, api_key: str, threads: int,
+            chat_format: str | None = None, extra_args: Sequence[str] = (), python: str | None = None) -> list[str]:
+    argv = [
+        python or sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path),
+        "--model_alias", model_id,
+        "--host", host,
+        "--port", str(port),
+        "--n_ctx", str(fit.n_ctx),
+        "--n_gpu_layers", str(fit.n_gpu_layers),
+        "--n_threads", str(threads),
+        "--api_key", api_key,
+    ]
+    if chat_format:
+        argv += ["--chat_format", chat_format]
+    return argv + list(extra_args)
+
+
+def start(
+    model_path: Path,
+    fit: Fit,
+    *,
+    paths: AppPaths,
+    model_id: str,
+    port: int | None = None,
+    host: str = LOOPBACK,
+    api_key: str | None = None,
+    reuse: bool = True,
+    threads: int | None = None,
+    extra_args: Sequence[str] = (),
+    chat_format: str | None = None,
+    progress: bool | None = None,
+    timeout: float | None = None,
+) -> ManagedServer:
+    """Start (or reuse) a llama.cpp server for a GGUF file; returns once it answers with its key."""
+    model_path = Path(model_path).expanduser()
+    info = check_model_file(model_path)
+    if chat_format is None and info.chat_template is None:
+        chat_format = "chatml"  # no template in the file: ChatML is what most current instruct models use
+    threads = threads or physical_cores()
+    reuse_args = [f"threads={threads}", *(["chat_format=" + chat_format] if chat_format else []), *extra_args]
+
+    def build(use_port: int, key: str) -> list[str]:
+        return command(model_path, fit, model_id=model_id, host=host, port=use_port, api_key=key,
+                       threads=threads, chat_format=chat_format, extra_args=extra_args)
+
+    return start_server(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
+                        paths=paths, host=host, port=port, api_key=api_key, reuse=reuse, reuse_args=reuse_args,
+                        timeout=timeout, progress=progress)
