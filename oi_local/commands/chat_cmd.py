@@ -1,0 +1,126 @@
+"""`interpreter` without --local: build the agent from a profile and the flags, then chat (or run one task)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from oi_local import profiles
+from oi_local.errors import OiLocalError
+from oi_local.paths import AppPaths, app_paths
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = app_paths()
+    if getattr(args, "profiles", False):
+        return show_profiles(paths)
+    interpreter, profile = build_interpreter(args, paths)
+    for name, value in profiles.terminal_settings(profile, args).items():
+        setattr(args, name, value)
+    if not interpreter.llm.model:
+        raise OiLocalError(
+            "No model is configured. Run `interpreter --local` to pick a model that runs on this machine, "
+            "or give an OpenAI-compatible server with `--model openai/<id> --api_base http://host:port/v1`, "
+            f"or set llm.model and llm.api_base in your profile ({profile.get(profiles.FILE_KEY)})."
+        )
+    return start_chat(interpreter, args)
+
+
+def build_interpreter(
+    args: argparse.Namespace, paths: AppPaths, *, default_profile: str = profiles.DEFAULT_PROFILE, interpreter: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """An OpenInterpreter with the profile (-p, else `default_profile`) applied, then the flags (flags win).
+
+    Pass `interpreter` to apply both to an existing one (local_cmd: after configure_for(endpoint))."""
+    if interpreter is None:
+        from oi_local.agent.core import OpenInterpreter
+
+        interpreter = OpenInterpreter()
+    profile = profiles.load_profile(getattr(args, "profile", None) or default_profile, paths)
+    profiles.apply(interpreter, profile)
+    profiles.apply_flags(interpreter, args)
+    return interpreter, profile
+
+
+def start_chat(interpreter: Any, args: argparse.Namespace) -> int:
+    """Chat with an interpreter that is ready to use: resume a saved conversation (--conversations),
+    run one task (MESSAGE) and exit, or run the interactive loop."""
+    from oi_local import terminal
+
+    plain = bool(getattr(args, "plain", False))
+    if getattr(args, "conversations", False):
+        if not pick_conversation(interpreter):
+            return 0
+    message = getattr(args, "message", None)
+    if message:
+        terminal.render(interpreter, message, plain=plain)
+        return 0
+    return terminal.chat_loop(interpreter, plain=plain, multi_line=bool(getattr(args, "multi_line", False)))
+
+
+def conversations_folder(interpreter: Any) -> Any:
+    from pathlib import Path
+
+    folder = getattr(interpreter, "conversation_history_path", None)
+    return Path(folder) if folder else app_paths().conversations
+
+
+def pick_conversation(interpreter: Any) -> bool:
+    """Let the user pick a saved conversation (questionary) and load it into the interpreter.
+    False when there is none or the user cancelled."""
+    from oi_local import conversations
+
+    folder = conversations_folder(interpreter)
+    saved = conversations.list_saved(folder)
+    if not saved:
+        print(f"No saved conversations in {folder}. Start one with `interpreter`; it is saved after every turn.")
+        return False
+    import questionary
+
+    choices = [questionary.Choice(title=_conversation_title(item), value=item) for item in saved]
+    picked = questionary.select("Resume which conversation?", choices=choices).ask()
+    if picked is None:
+        return False
+    interpreter.messages = conversations.load(picked.path)
+    interpreter.conversation_filename = picked.path.name
+    print(f"Resumed {picked.path.name} ({len(interpreter.messages)} messages).")
+    return True
+
+
+def _conversation_title(item: Any) -> str:
+    for name in ("title", "name"):
+        value = getattr(item, name, None)
+        if value:
+            return str(value)
+    return item.path.name
+
+
+def show_profiles(paths: AppPaths) -> int:
+    """Print the profiles folder and what is in it, and open it in the file manager where there is one."""
+    profiles.install_shipped(paths)
+    print(f"Profiles folder: {paths.profiles}")
+    for name in profiles.available(paths):
+        print(f"  {name}")
+    print("Use one with `interpreter --profile NAME`; default.yaml is used when no --profile is given.")
+    _open_folder(paths.profiles)
+    return 0
+
+
+def _open_folder(folder: Any) -> None:
+    if sys.platform == "darwin":
+        command = ["open", str(folder)]
+    elif sys.platform == "win32":
+        os.startfile(str(folder))  # type: ignore[attr-defined]
+        return
+    elif (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and shutil.which("xdg-open"):
+        command = ["xdg-open", str(folder)]
+    else:
+        return
+    try:
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        pass

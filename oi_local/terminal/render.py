@@ -1,0 +1,79 @@
+"""render(): run one turn of the agent and show it, asking before any code runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from oi_local.errors import OiLocalError
+from oi_local.terminal import confirmation
+from oi_local.terminal.display import PlainDisplay, RichDisplay, make_display
+
+STOPPED = "Stopped (Ctrl-C). Press Ctrl-C again to quit."
+
+
+def render(
+    interpreter: Any,
+    message: Any = None,
+    *,
+    plain: bool = False,
+    display: PlainDisplay | RichDisplay | None = None,
+    read: Callable[[str], str] = input,
+) -> list[dict[str, Any]]:
+    """Drive interpreter.chat(stream=True, display=False) and show every chunk; returns the new messages.
+
+    A confirmation chunk asks "y/n/e" unless auto_run: y runs the code, n stops the turn (and records the
+    decline as Open Interpreter does), e edits the code in $EDITOR and runs what was saved.
+    Ctrl-C stops the generation or the running code and returns; a second Ctrl-C while stopping propagates.
+    """
+    display = display or make_display(plain)
+    start = len(interpreter.messages)
+    chunks = interpreter.chat(message, stream=True, display=False)
+    try:
+        for chunk in chunks:
+            if chunk.get("type") == "confirmation":
+                if not _confirm(interpreter, chunk, display, read):
+                    chunks.close()
+                    confirmation.record_decline(interpreter)
+                    break
+                continue
+            display.chunk(chunk)
+    except KeyboardInterrupt:
+        display.end_block()
+        stop(interpreter, chunks)
+        display.notice(STOPPED)
+    finally:
+        display.close()
+    return interpreter.messages[start:]
+
+
+def _confirm(interpreter: Any, chunk: dict[str, Any], display: PlainDisplay | RichDisplay, read: Callable[[str], str]) -> bool:
+    """True when the code may run (and after `e`, the edited code is what the agent will run)."""
+    if interpreter.auto_run:
+        return True
+    display.end_block()
+    language, code = confirmation.code_of(chunk)
+    while True:
+        answer = confirmation.ask(read)
+        if answer == "n":
+            return False
+        if answer == "e":
+            try:
+                code = confirmation.edit_code(code, language)
+            except OiLocalError as error:
+                display.error(str(error))
+                continue
+            confirmation.apply_edit(interpreter, chunk, code)
+        display.show_code(language, code)
+        return True
+
+
+def stop(interpreter: Any, chunks: Any) -> None:
+    """Stop the turn: close the agent's generator (no further model call or run) and interrupt the computer."""
+    try:
+        chunks.close()
+    except Exception:  # the generator may already have finished with the interrupt
+        pass
+    computer = getattr(interpreter, "computer", None)
+    if computer is not None and hasattr(computer, "stop"):
+        computer.stop()
