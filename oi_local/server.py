@@ -448,11 +448,14 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     progress: bool | None = None,
+    preflight: Callable[[], object] | None = None,
 ) -> ManagedServer:
     """Start (or reuse) a server and return it once GET /v1/models answers 200 with its key.
 
     `build_command(port, api_key)` gives the argv. `reuse_args` are what, besides the model and the fit,
-    makes two servers different. Raises ServerError with a diagnosis when the server exits or times out.
+    makes two servers different. `preflight()` (a check of the model file) runs right after the process is
+    spawned, while it imports, so it costs no start time; when it raises, the server is stopped and the
+    error propagates. Raises ServerError with a diagnosis when the server exits or times out.
     """
     paths.ensure()
     model_path = Path(model_path)
@@ -484,7 +487,8 @@ def start_server(
         try:
             return _launch(runner=runner, command=list(build_command(use_port, api_key)), model_path=model_path,
                            model_id=model_id, fit=fit, host=host, port=use_port, api_key=api_key,
-                           log_path=log_path, env=env, timeout=timeout, progress=progress, state=state, key=key)
+                           log_path=log_path, env=env, timeout=timeout, progress=progress, state=state, key=key,
+                           preflight=preflight)
         except ServerError as error:
             if error.kind != "port_taken" or attempt == attempts - 1:
                 raise
@@ -494,7 +498,7 @@ def start_server(
 
 def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str, fit: Fit, host: str, port: int,
             api_key: str, log_path: Path, env: dict[str, str] | None, timeout: float, progress: bool,
-            state: ServerState, key: ServerKey) -> ManagedServer:
+            state: ServerState, key: ServerKey, preflight: Callable[[], object] | None = None) -> ManagedServer:
     rotate(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as header:
@@ -523,6 +527,8 @@ def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str,
         _owned[process.pid] = server
     spinner = _Loading(f"Loading {model_id} ({RUNNER_NAMES.get(runner, runner)}, port {port})", progress)
     try:
+        if preflight is not None:
+            preflight()
         deadline = time.monotonic() + timeout
         while True:
             code = process.poll()

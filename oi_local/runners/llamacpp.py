@@ -27,11 +27,15 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def check_model_file(model_path: Path):
-    """Raise OiLocalError naming the file when it is missing, not GGUF or truncated; return what was read."""
-    from oi_local.gguf_check import check
+class _NoChatTemplate(Exception):
+    """The GGUF has no chat template: the server must be started again with an explicit chat format."""
 
-    return check(model_path)
+
+def check_model_file(model_path: Path):
+    """Raise OiLocalError naming the file when it is missing, not GGUF or truncated; return its header."""
+    from oi_local.gguf_info import read
+
+    return read(model_path)
 
 
 def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, api_key: str, threads: int,
@@ -70,16 +74,28 @@ def start(
 ) -> ManagedServer:
     """Start (or reuse) a llama.cpp server for a GGUF file; returns once it answers with its key."""
     model_path = Path(model_path).expanduser()
-    info = check_model_file(model_path)
-    if chat_format is None and info.chat_template is None:
-        chat_format = "chatml"  # no template in the file: ChatML is what most current instruct models use
+    if not model_path.is_file():
+        check_model_file(model_path)  # raises the clear error before anything is spawned
     threads = threads or physical_cores()
-    reuse_args = [f"threads={threads}", *(["chat_format=" + chat_format] if chat_format else []), *extra_args]
 
-    def build(use_port: int, key: str) -> list[str]:
-        return command(model_path, fit, model_id=model_id, host=host, port=use_port, api_key=key,
-                       threads=threads, chat_format=chat_format, extra_args=extra_args)
+    def preflight() -> None:
+        info = check_model_file(model_path)
+        if chat_format is None and info.chat_template is None:
+            raise _NoChatTemplate
 
-    return start_server(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
-                        paths=paths, host=host, port=port, api_key=api_key, reuse=reuse, reuse_args=reuse_args,
-                        timeout=timeout, progress=progress)
+    def launch(fmt: str | None, check) -> ManagedServer:
+        reuse_args = [f"threads={threads}", *(["chat_format=" + fmt] if fmt else []), *extra_args]
+
+        def build(use_port: int, key: str) -> list[str]:
+            return command(model_path, fit, model_id=model_id, host=host, port=use_port, api_key=key,
+                           threads=threads, chat_format=fmt, extra_args=extra_args)
+
+        return start_server(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id,
+                            fit=fit, paths=paths, host=host, port=port, api_key=api_key, reuse=reuse,
+                            reuse_args=reuse_args, timeout=timeout, progress=progress, preflight=check)
+
+    try:
+        return launch(chat_format, preflight)
+    except _NoChatTemplate:
+        # no template in the file: ChatML is what most current instruct models use
+        return launch("chatml", None)

@@ -1,0 +1,142 @@
+"""Serve a model with a llamafile: one executable that holds llama.cpp's server and (usually) the weights.
+
+A llamafile is run only when verified (its sha256 matches the catalog: the store checks it and says so with
+`verified=True`, or this module checks it against `expected_sha256`). It is an APE file that is also a valid
+shell script; where the system's binfmt handler intercepts it ("run-detectors: unable to find an
+interpreter"), or the file cannot be executed directly, it is run through `sh`, which is what its own
+documentation recommends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from oi_local.errors import OiLocalError
+from oi_local.fit import Fit
+from oi_local.paths import AppPaths
+from oi_local.ports import LOOPBACK
+from oi_local.server import ManagedServer, ServerError, start_server
+
+RUNNER = "llamafile"
+WINDOWS_EXE_LIMIT = 4 * 1024**3  # Windows refuses to run an executable of 4 GiB or more
+log = logging.getLogger(__name__)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def windows_size_problem(path: Path, size_bytes: int, *, os_name: str = os.name,
+                         weights: Path | None = None) -> str | None:
+    """The explanation when Windows cannot execute this llamafile (4 GiB or more with weights inside)."""
+    if os_name != "nt" or weights is not None or size_bytes < WINDOWS_EXE_LIMIT:
+        return None
+    return (
+        f"{path.name} is {size_bytes / 1024**3:.1f} GB, and Windows cannot run an executable over 4 GB. Use the "
+        "external-weights route: download the small llamafile runtime (llamafile.exe from the llamafile "
+        "releases) and the model as a .gguf file, then run `llamafile.exe -m model.gguf` (here: pick the "
+        "llama.cpp provider with the GGUF of this model, or `oi-local serve model.gguf`)."
+    )
+
+
+def command(executable: Sequence[str], fit: Fit, *, model_id: str, host: str, port: int, api_key: str,
+            threads: int | None = None, weights: Path | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    argv = [
+        *executable,
+        "--server", "--nobrowser",
+        "--host", host,
+        "--port", str(port),
+        "-c", str(fit.n_ctx),
+        "-ngl", str(fit.n_gpu_layers),
+        "--api-key", api_key,
+        "--alias", model_id,
+    ]
+    if threads:
+        argv += ["-t", str(threads)]
+    if weights is not None:
+        argv += ["-m", str(weights)]
+    return argv + list(extra_args)
+
+
+def _check_verified(path: Path, verified: bool, expected_sha256: str | None) -> None:
+    if verified:
+        return
+    if expected_sha256:
+        actual = sha256_of(path)
+        if actual.lower() != expected_sha256.lower():
+            raise OiLocalError(
+                f"The llamafile {path} does not match its catalog checksum (sha256 {actual}, expected "
+                f"{expected_sha256}), so it is not executed. Delete it and download it again "
+                "(oi-local models delete ID, then oi-local models download ID)."
+            )
+        return
+    raise OiLocalError(
+        f"The llamafile {path} has not been verified (no sha256 to check it against), so it is not executed. "
+        "Verify it with `oi-local models verify ID`, or serve a file you trust with `oi-local serve PATH`."
+    )
+
+
+def start(
+    llamafile_path: Path,
+    fit: Fit,
+    *,
+    paths: AppPaths,
+    model_id: str,
+    port: int | None = None,
+    host: str = LOOPBACK,
+    api_key: str | None = None,
+    reuse: bool = True,
+    threads: int | None = None,
+    extra_args: Sequence[str] = (),
+    verified: bool = False,
+    expected_sha256: str | None = None,
+    weights: Path | None = None,
+    progress: bool | None = None,
+    timeout: float | None = None,
+    os_name: str = os.name,
+) -> ManagedServer:
+    """Start (or reuse) a llamafile's server; returns once it answers with its key.
+
+    `verified=True` when the caller (the store) has checked the sha256; otherwise `expected_sha256` is
+    checked here, and a llamafile that cannot be verified is refused. `weights` runs the llamafile with an
+    external GGUF (`-m`), the route Windows needs for models over 4 GB.
+    """
+    path = Path(llamafile_path).expanduser()
+    if not path.is_file():
+        raise OiLocalError(f"The llamafile {path} does not exist. Download it again (oi-local models download ID).")
+    size = path.stat().st_size
+    problem = windows_size_problem(path, size, os_name=os_name, weights=weights)
+    if problem:
+        raise OiLocalError(problem)
+    _check_verified(path, verified, expected_sha256)
+    reuse_args = [f"threads={threads}", f"weights={weights}", *extra_args]
+
+    def launch(executable: list[str]) -> ManagedServer:
+        def build(use_port: int, key: str) -> list[str]:
+            return command(executable, fit, model_id=model_id, host=host, port=use_port, api_key=key,
+                           threads=threads, weights=weights, extra_args=extra_args)
+
+        return start_server(runner=RUNNER, build_command=build, model_path=weights or path, model_id=model_id,
+                            fit=fit, paths=paths, host=host, port=port, api_key=api_key, reuse=reuse,
+                            reuse_args=reuse_args, timeout=timeout, progress=progress)
+
+    if os_name == "nt":
+        return launch([str(path)])
+    try:
+        return launch([str(path)])
+    except ServerError as error:
+        if error.kind not in ("binfmt", "exec_failed"):
+            raise
+        log.warning("running %s directly failed (%s); retrying through sh", path, error.kind)
+        if error.log_path is not None:
+            with open(error.log_path, "a", encoding="utf-8") as out:
+                out.write(f"# direct execution failed ({error.kind}); retrying through sh\n")
+        return launch(["sh", str(path)])
