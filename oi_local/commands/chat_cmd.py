@@ -21,13 +21,30 @@ def run(args: argparse.Namespace) -> int:
     interpreter, profile = build_interpreter(args, paths)
     for name, value in profiles.terminal_settings(profile, args).items():
         setattr(args, name, value)
-    if not interpreter.llm.model:
-        raise OiLocalError(
-            "No model is configured. Run `interpreter --local` to pick a model that runs on this machine, "
-            "or give an OpenAI-compatible server with `--model openai/<id> --api_base http://host:port/v1`, "
-            f"or set llm.model and llm.api_base in your profile ({profile.get(profiles.FILE_KEY)})."
-        )
+    check_endpoint(interpreter, profile)
     return start_chat(interpreter, args)
+
+
+def check_endpoint(interpreter: Any, profile: dict[str, Any]) -> None:
+    """Offline, a model needs a server to talk to: say how to get one instead of failing at the first turn."""
+    llm = interpreter.llm
+    needs_no_base = str(llm.model or "").startswith(("ollama/", "ollama_chat/")) or _custom_completions(llm)
+    if llm.model and (llm.api_base or needs_no_base or not getattr(interpreter, "offline", False)):
+        return
+    raise OiLocalError(
+        f"No server is configured for the model ({llm.model or 'none'}), and this profile is offline. "
+        "Run `interpreter --local` to pick a model that runs on this machine and start it, or give an "
+        "OpenAI-compatible server with `--model openai/<id> --api_base http://127.0.0.1:PORT/v1`, "
+        f"or set llm.model and llm.api_base in your profile ({profile.get(profiles.FILE_KEY)})."
+    )
+
+
+def _custom_completions(llm: Any) -> bool:
+    """True when a profile replaced llm.completions (the documented hook for custom models)."""
+    from oi_local.agent import llm as agent_llm
+
+    default = getattr(agent_llm, "litellm_completions", None)
+    return default is not None and getattr(llm, "completions", default) is not default
 
 
 def build_interpreter(

@@ -124,29 +124,38 @@ def is_local(api_base: str | None) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".local")
 
 
-def count_tokens(interpreter: Any, text: str) -> tuple[int, bool]:
-    """(tokens, exact) for a text: the agent's own counter (the model's tokenizer) when it has one,
-    else a conservative estimate of one token per three characters."""
-    for owner in (interpreter.llm, interpreter):
-        counter = getattr(owner, "count_tokens", None)
-        if callable(counter):
-            try:
-                return int(counter(text)), True
-            except Exception:  # a counter that cannot reach the server: fall back to the estimate
-                break
-    return math.ceil(len(text) / 3), False
+def _counter(interpreter: Any) -> Any:
+    """The agent's token counter (the serving model's own tokenizer where the server offers it), if any."""
+    return getattr(interpreter.llm, "token_counter", None)
 
 
-def _conversation_text(interpreter: Any) -> str:
-    parts = [str(getattr(interpreter, "system_message", "") or "")]
+def count_tokens(interpreter: Any, texts: list[str]) -> tuple[int, bool]:
+    """(tokens, exact) for texts sent as messages: the agent's counter when it has one, else a conservative
+    estimate of one token per three bytes plus a few tokens per message for the chat template."""
+    counter = _counter(interpreter)
+    if counter is not None:
+        total = counter.count_messages([{"content": text} for text in texts])
+        return total, bool(getattr(counter, "exact", False))
+    return sum(math.ceil(len(text.encode("utf-8")) / 3) + 8 for text in texts), False
+
+
+def _conversation_texts(interpreter: Any) -> list[str]:
+    system = str(getattr(interpreter, "system_message", "") or "")
     if getattr(interpreter, "custom_instructions", None):
-        parts.append(str(interpreter.custom_instructions))
-    parts.extend(str(m.get("content", "")) for m in interpreter.messages if m.get("type") != "image")
-    return "\n".join(parts)
+        system += "\n\n" + str(interpreter.custom_instructions)
+    return [system] + [str(m.get("content", "")) for m in interpreter.messages if m.get("type") != "image"]
+
+
+def _is_local_model(interpreter: Any) -> bool:
+    llm = interpreter.llm
+    local = getattr(llm, "is_local", None)
+    if isinstance(local, bool):
+        return local
+    return is_local(getattr(llm, "api_base", None))
 
 
 def _cost(interpreter: Any, tokens: int) -> str:
-    if getattr(interpreter, "offline", False) or is_local(getattr(interpreter.llm, "api_base", None)):
+    if _is_local_model(interpreter):
         return "no cost (local model)"
     try:
         import os
@@ -155,17 +164,17 @@ def _cost(interpreter: Any, tokens: int) -> str:
         import litellm
 
         prompt_cost, _ = litellm.cost_per_token(model=interpreter.llm.model, prompt_tokens=tokens, completion_tokens=0)
-        return f"${prompt_cost:.6f}"
+        return f"estimated cost ${prompt_cost:.6f}"
     except Exception:
         return "cost unknown for this model"
 
 
 def tokens(interpreter: Any, argument: str, display: Any) -> None:
-    count, exact = count_tokens(interpreter, _conversation_text(interpreter))
+    count, exact = count_tokens(interpreter, _conversation_texts(interpreter))
     how = "" if exact else " (estimate)"
     lines = [f"Tokens sent with the next request: {count}{how}, {_cost(interpreter, count)}"]
     if argument:
-        prompt_count, prompt_exact = count_tokens(interpreter, argument)
+        prompt_count, prompt_exact = count_tokens(interpreter, [argument])
         lines.append(f"Tokens in the prompt: {prompt_count}{'' if prompt_exact else ' (estimate)'}")
         lines.append(f"Total with the prompt: {count + prompt_count}, {_cost(interpreter, count + prompt_count)}")
     window = getattr(interpreter.llm, "context_window", None)
