@@ -1,0 +1,119 @@
+"""`interpreter --local [--provider P --model M --api_base U --api_key K -y] [MESSAGE]`.
+
+With enough flags no question is asked; otherwise the explorer's menus (which need a terminal). Then one
+summary line, the approval notice, and the chat (or the one task in MESSAGE). A server started here is
+stopped when this command ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from typing import Any
+
+from oi_local import offline
+from oi_local.errors import OiLocalError
+from oi_local.paths import AppPaths, app_paths
+
+# Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
+ENDPOINT_FLAGS = ("model", "api_base", "api_key")
+
+
+def missing_flags(args: argparse.Namespace) -> list[str]:
+    missing = []
+    if not args.provider:
+        missing.append("--provider {llamacpp,llamafile,ollama,lmstudio,jan,custom}")
+    if not args.model:
+        missing.append("--model ID|PATH")
+    if args.provider == "custom" and not args.api_base:
+        missing.append("--api_base URL")
+    return missing
+
+
+def has_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def run(args: argparse.Namespace) -> int:
+    offline.apply()
+    paths = app_paths().ensure()
+    missing = missing_flags(args)
+    if missing and not has_terminal():
+        raise OiLocalError(
+            "`interpreter --local` needs a terminal for its menus, and without one these flags are missing: "
+            f"{', '.join(missing)}. For example: interpreter --local --provider llamacpp --model smollm2-135m -y "
+            '"your task".'
+        )
+    server = None
+    try:
+        if not missing:
+            from oi_local.local_setup import prepare_endpoint
+
+            endpoint, server = prepare_endpoint(
+                args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
+                fresh_server=bool(args.fresh_server), context_window=args.context_window,
+                max_tokens=args.max_tokens, start_ollama=True,
+            )
+            remember(paths, args.provider, args.model, args.api_base)
+        else:
+            picked = _explore(args, paths)
+            if picked is None:
+                return 0
+            endpoint, server = picked.endpoint, picked.server
+            remember(paths, picked.choice.provider, picked.choice.model, picked.choice.api_base)
+        interpreter = build_interpreter(endpoint, args, paths)
+        announce(endpoint, auto_run=bool(getattr(interpreter, "auto_run", False)))
+        from oi_local.commands import chat_cmd
+
+        return chat_cmd.start_chat(interpreter, args)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _explore(args: argparse.Namespace, paths: AppPaths):
+    from oi_local import explorer, last_choice
+
+    try:
+        return explorer.explore(
+            paths, last=last_choice.load(paths.config), provider=args.provider, api_base=args.api_base,
+            api_key=args.api_key, fresh_server=bool(args.fresh_server), context_window=args.context_window,
+            max_tokens=args.max_tokens,
+        )
+    except explorer.Cancelled:
+        print("Cancelled.", file=sys.stderr)
+        return None
+
+
+def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | None) -> None:
+    from oi_local import last_choice
+
+    last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
+
+
+def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
+    """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
+    from oi_local.agent.core import OpenInterpreter
+    from oi_local.commands import chat_cmd
+
+    interpreter = OpenInterpreter()
+    interpreter.configure_for(endpoint)
+    flags = copy.copy(args)
+    for name in ENDPOINT_FLAGS:
+        setattr(flags, name, None)
+    interpreter, profile = chat_cmd.build_interpreter(flags, paths, default_profile="local", interpreter=interpreter)
+    from oi_local import profiles
+
+    for name, value in profiles.terminal_settings(profile, args).items():
+        setattr(args, name, value)
+    return interpreter
+
+
+def announce(endpoint, *, auto_run: bool) -> None:
+    from oi_local.local_setup import APPROVAL_NOTICE, AUTO_RUN_NOTICE, summary_line
+
+    print(summary_line(endpoint), flush=True)
+    print("", flush=True)
+    print(AUTO_RUN_NOTICE if auto_run else APPROVAL_NOTICE, flush=True)
+    print("", flush=True)

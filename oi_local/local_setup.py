@@ -1,0 +1,123 @@
+"""Local mode without menus: provider + model → a serving Endpoint → an agent configured for it.
+
+    from oi_local import interpreter, local_setup
+    server = local_setup(interpreter, provider="llamacpp", model="smollm2-135m")
+    interpreter.chat("What is 2 + 2?")
+    server.stop()   # or leave it: it is stopped when Python exits
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from oi_local import offline
+from oi_local.endpoint import Endpoint
+from oi_local.errors import OiLocalError
+from oi_local.paths import AppPaths, app_paths
+
+APPROVAL_NOTICE = (
+    "Open Interpreter will require approval before running code.\n\n"
+    "Use `interpreter -y` to bypass this.\n\n"
+    "Press `CTRL-C` to exit."
+)
+AUTO_RUN_NOTICE = "Code will run without asking for approval (-y). Press `CTRL-C` to stop."
+
+
+def with_limits(endpoint: Endpoint, *, context_window: int | None = None, max_tokens: int | None = None) -> Endpoint:
+    """The endpoint with the user's context window / max tokens, keeping max_tokens below the context."""
+    if not context_window and not max_tokens:
+        return endpoint
+    ctx = context_window or endpoint.context_window
+    tokens = max_tokens or min(endpoint.max_tokens, max(1, ctx - 1))
+    if tokens >= ctx:
+        raise OiLocalError(
+            f"max_tokens ({tokens}) must be less than the context window ({ctx}). "
+            "Lower --max_tokens or raise --context_window."
+        )
+    extra = dict(endpoint.extra_body)
+    if "num_ctx" in extra:
+        extra["num_ctx"] = ctx
+    return dataclasses.replace(endpoint, context_window=ctx, max_tokens=tokens, extra_body=extra)
+
+
+def prepare_endpoint(
+    provider: str,
+    model: str,
+    *,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    paths: AppPaths | None = None,
+    hw: Any = None,
+    fresh_server: bool = False,
+    progress: bool = True,
+    context_window: int | None = None,
+    max_tokens: int | None = None,
+    start_ollama: bool = False,
+) -> tuple[Endpoint, Any]:
+    """(Endpoint, the process serving it when this program started one, else None)."""
+    from oi_local import providers
+
+    offline.apply()
+    module = providers.get(provider)
+    if not model:
+        raise OiLocalError(
+            f"No model given for {module.TITLE}. Pass one with --model (model=... from Python); "
+            "`interpreter --local` lists the ones you can use."
+        )
+    paths = (paths or app_paths()).ensure()
+    started = None
+    if provider == "ollama" and start_ollama:
+        status = module.detect(api_base=api_base, timeout=1.0)
+        if not status.running and status.installed:
+            started = module.start_server(log_path=paths.logs / "ollama-serve.log", api_base=api_base)
+    try:
+        endpoint, server = module.prepare(
+            model, api_base=api_base, api_key=api_key, paths=paths, hw=hw, fresh_server=fresh_server,
+            progress=progress, context_window=context_window,
+        )
+    except BaseException:
+        if started is not None:
+            started.stop()
+        raise
+    if provider in ("ollama", "lmstudio", "jan", "custom"):
+        # Models served by another program are on disk once they answer.
+        offline.model_on_disk()
+    return with_limits(endpoint, context_window=context_window, max_tokens=max_tokens), server or started
+
+
+def summary_line(endpoint: Endpoint) -> str:
+    from oi_local import providers
+
+    title = providers.TITLES.get(endpoint.provider, endpoint.provider)
+    return (
+        f"Model {endpoint.model_id} via {title} at {endpoint.api_base} · context {endpoint.context_window} "
+        f"· max tokens {endpoint.max_tokens}"
+    )
+
+
+def local_setup(
+    interpreter: Any,
+    provider: str = "llamacpp",
+    model: str | None = None,
+    *,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    paths: AppPaths | None = None,
+    fresh_server: bool = False,
+    progress: bool = True,
+    context_window: int | None = None,
+    max_tokens: int | None = None,
+    start_ollama: bool = False,
+) -> Any:
+    """Get the model served and point `interpreter` at it with the tuned local defaults.
+
+    Returns the ManagedServer this started (stopped when Python exits, or call .stop()), or None when the
+    model is served by another program (Ollama, LM Studio, Jan, a custom URL, or a reused server).
+    """
+    endpoint, server = prepare_endpoint(
+        provider, model or "", api_base=api_base, api_key=api_key, paths=paths, fresh_server=fresh_server,
+        progress=progress, context_window=context_window, max_tokens=max_tokens, start_ollama=start_ollama,
+    )
+    interpreter.configure_for(endpoint)
+    return server
