@@ -1,0 +1,356 @@
+"""Llm: the settings for talking to a language model, and one streamed request at a time.
+
+litellm does the talking; it is imported inside the call (with its cost map read from the package, never
+fetched), so creating an interpreter stays fast. `llm.completions` is the seed's custom-model hook: any
+function that takes OpenAI-style keyword arguments and yields OpenAI-style delta chunks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from oi_local.errors import OiLocalError
+
+DEFAULT_EXECUTION_INSTRUCTIONS = (
+    "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
+    "You will receive the output. Use any programming language."
+)
+
+# Text that only shows up when a server renders a chat template's special tokens as plain text (a template
+# mismatch): without these the model goes on to write the user's next turn itself.
+LOCAL_STOP_SEQUENCES = ["<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>"]
+
+PER_MESSAGE_TOKENS = 8  # role markers a chat template wraps around every message (generous)
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count when the model's tokenizer is out of reach: one token per 3 bytes
+    over-counts English and code for every tokenizer we know of, so trimming errs on the safe side."""
+    return math.ceil(len(text.encode("utf-8")) / 3)
+
+
+def message_text(message: dict) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def server_root(api_base: str) -> str:
+    """http://host:port/v1 -> http://host:port (where llama.cpp servers keep their tokenize routes)."""
+    parts = urlsplit(api_base.rstrip("/"))
+    path = parts.path
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class TokenCounter:
+    """Counts tokens with the serving model's own tokenizer when the server offers it, else estimates.
+
+    llama-cpp-python's server: POST /extras/tokenize/count {"input"} -> {"count"};
+    llama.cpp's own server and llamafile: POST /tokenize {"content"} -> {"tokens"}.
+    """
+
+    def __init__(self, api_base: str | None = None, api_key: str | None = None, timeout: float = 5.0) -> None:
+        self.api_base = api_base
+        self.api_key = api_key
+        self.timeout = timeout
+        self.mode: str | None = None if api_base else "estimate"  # decided at the first count
+        self._cache: dict[str, int] = {}
+
+    @property
+    def exact(self) -> bool:
+        return self.mode in ("extras", "native")
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        n = self._count_uncached(text)
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[text] = n
+        return n
+
+    def count_messages(self, messages: list[dict]) -> int:
+        return sum(self.count(message_text(m)) + PER_MESSAGE_TOKENS for m in messages)
+
+    def _count_uncached(self, text: str) -> int:
+        if self.mode == "estimate":
+            return estimate_tokens(text)
+        import httpx
+
+        root = server_root(self.api_base or "")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        attempts = [("extras", "/extras/tokenize/count", {"input": text}), ("native", "/tokenize", {"content": text})]
+        for mode, route, body in attempts:
+            if self.mode not in (None, mode):
+                continue
+            try:
+                response = httpx.post(root + route, json=body, headers=headers, timeout=self.timeout)
+                if response.status_code == 200:
+                    data = response.json()
+                    n = data["count"] if mode == "extras" else len(data["tokens"])
+                    self.mode = mode
+                    return int(n)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                pass
+            if self.mode == mode:  # it worked before: a passing failure, estimate this one
+                return estimate_tokens(text)
+        self.mode = "estimate"
+        return estimate_tokens(text)
+
+
+def _cut_middle(text: str, keep_chars: int) -> str:
+    if len(text) <= keep_chars:
+        return text
+    keep_chars = max(keep_chars, 0)
+    head = keep_chars // 2
+    tail = keep_chars - head
+    cut = len(text) - keep_chars
+    return text[:head] + f"\n... ({cut} characters cut to fit the context window) ...\n" + (text[-tail:] if tail else "")
+
+
+def merge_consecutive(messages: list[dict]) -> list[dict]:
+    """Join neighbouring messages of the same role: many local chat templates insist on alternation."""
+    merged: list[dict] = []
+    for message in messages:
+        if (
+            merged
+            and merged[-1]["role"] == message["role"]
+            and isinstance(merged[-1].get("content"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            merged[-1] = {**merged[-1], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            merged.append(dict(message))
+    return merged
+
+
+def trim_messages(messages: list[dict], budget: int, count: Callable[[list[dict]], int]) -> list[dict]:
+    """Fit `messages` into `budget` tokens: keep the system message and the user's first task, drop whole
+    messages from the middle (oldest first), and as a last resort cut the middle out of the longest text."""
+    if count(messages) <= budget:
+        return messages
+    keep_head = 0
+    if messages and messages[0]["role"] == "system":
+        keep_head = 1
+    if len(messages) > keep_head and messages[keep_head]["role"] == "user":
+        keep_head += 1
+    head, middle = list(messages[:keep_head]), list(messages[keep_head:])
+    while len(middle) > 1 and count(head + middle) > budget:
+        middle.pop(0)
+    # a conversation sent to a chat model must not start its turns with the assistant after the task
+    trimmed = merge_consecutive(head + middle)
+    for _ in range(8):
+        over = count(trimmed) - budget
+        if over <= 0:
+            break
+        order = sorted(range(len(trimmed)), key=lambda i: (trimmed[i]["role"] == "system", -len(message_text(trimmed[i]))))
+        index = order[0]
+        text = message_text(trimmed[index])
+        # tokens -> characters with the same conservative ratio the estimate uses, plus some slack
+        keep = max(len(text) - over * 4 - 64, len(text) // 4 if len(text) > 400 else 0)
+        trimmed[index] = {**trimmed[index], "content": _cut_middle(text, keep)}
+    return trimmed
+
+
+def _is_local(api_base: str | None) -> bool:
+    if not api_base:
+        return False
+    host = urlsplit(api_base).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def _accepted_kwargs(function: Callable, params: dict) -> dict:
+    """Only the arguments a custom completions function declares (the seed's example takes four)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return params
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return params
+    return {k: v for k, v in params.items() if k in signature.parameters}
+
+
+def _delta_text(chunk: Any) -> str:
+    """The text of one OpenAI-style streamed chunk (a dict or litellm's object)."""
+    if isinstance(chunk, str):
+        return chunk
+    choices = chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+    if not choices:
+        return ""
+    choice = choices[0]
+    delta = choice.get("delta") if isinstance(choice, dict) else getattr(choice, "delta", None)
+    if delta is None:  # a non-streamed reply
+        message = choice.get("message") if isinstance(choice, dict) else getattr(choice, "message", None)
+        delta = message
+    if delta is None:
+        return ""
+    content = delta.get("content") if isinstance(delta, dict) else getattr(delta, "content", None)
+    return content or ""
+
+
+def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mid_stream: bool, timeout: float) -> OiLocalError:
+    where = api_base or f"the provider of {model}"
+    name = type(error).__name__
+    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else name
+    if "Timeout" in name or "timed out" in detail.lower():
+        what = f"did not send anything for {timeout:g} seconds"
+        todo = "Check that the server is still running and not overloaded; raise llm.timeout for a slow machine."
+    elif "Authentication" in name or "401" in detail:
+        what = "rejected the API key"
+        todo = "Pass the server's key with --api_key (or llm.api_key)."
+    elif "NotFound" in name or "404" in detail:
+        what = f"does not know the model {model!r}"
+        todo = "Check the model name the server lists at /v1/models."
+    elif mid_stream:
+        what = "stopped in the middle of a reply"
+        todo = "The server may have crashed or run out of memory: look at its log, restart it, and ask again."
+    else:
+        what = "could not be reached"
+        todo = "Check that the model server is running and that the address and port are right, then try again."
+    return OiLocalError(f"The model server at {where} {what} ({name}: {detail}). {todo}")
+
+
+def litellm_completions(**params: Any) -> Iterator[Any]:
+    """The default completions function: litellm, imported here with its cost map read locally."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm.completion(**params)
+
+
+class Llm:
+    """Settings named as in the seed (`interpreter.llm.*`) and `run(messages)`, which streams the reply text."""
+
+    def __init__(self) -> None:
+        self.model: str = "gpt-4o"
+        self.temperature: float = 0.0
+        self.context_window: int | None = None
+        self.max_tokens: int | None = None
+        self.api_base: str | None = None
+        self.api_key: str | None = None
+        self.api_version: str | None = None
+        self.supports_functions: bool = False  # code always travels as markdown blocks (see core)
+        self.supports_vision: bool = False
+        self.execution_instructions: str | bool = DEFAULT_EXECUTION_INSTRUCTIONS
+        self.completions: Callable[..., Iterable[Any]] = litellm_completions
+        self.stop: list[str] | None = None
+        self.timeout: float = 300.0  # seconds of silence from the server before giving up
+        self.extra_body: dict = {}
+        self.trim_margin: int = 16  # tokens kept free besides max_tokens
+        self.last_prompt_tokens: int = 0
+        self.last_completion_chars: int = 0
+        self._counter: TokenCounter | None = None
+
+    # -- tokens ---------------------------------------------------------------------------------------
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """A counter for the current endpoint (rebuilt when api_base or the key changes)."""
+        counter = self._counter
+        base = self.api_base if _is_local(self.api_base) else None
+        if counter is None or counter.api_base != base or counter.api_key != self.api_key:
+            counter = self._counter = TokenCounter(base, self.api_key)
+        return counter
+
+    def count_tokens(self, messages: list[dict] | str) -> int:
+        """Tokens in a text, or in messages with their chat-template overhead."""
+        if isinstance(messages, str):
+            return self.token_counter.count(messages)
+        return self.token_counter.count_messages(messages)
+
+    def fit_to_context(self, messages: list[dict]) -> list[dict]:
+        if not self.context_window:
+            return messages
+        reply_room = self.max_tokens or min(1024, self.context_window // 4)
+        budget = max(self.context_window - reply_room - self.trim_margin, 64)
+        return trim_messages(messages, budget, self.count_tokens)
+
+    # -- requests -------------------------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        return _is_local(self.api_base) or self.model.startswith(("ollama/", "ollama_chat/"))
+
+    def request_params(self, messages: list[dict]) -> dict:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "temperature": self.temperature,  # always sent: 0 is a value, not "unset"
+        }
+        if self.max_tokens:
+            params["max_tokens"] = self.max_tokens
+        if self.api_base:
+            params["api_base"] = self.api_base
+        if self.api_key:
+            params["api_key"] = self.api_key
+        elif self.model.startswith("openai/") and self.api_base:
+            params["api_key"] = "no-key"  # litellm insists on one; local servers without a key ignore it
+        if self.api_version:
+            params["api_version"] = self.api_version
+        if self.stop:
+            params["stop"] = list(self.stop)
+        if self.model.startswith(("ollama/", "ollama_chat/")) and self.context_window:
+            params["num_ctx"] = self.context_window  # else Ollama silently truncates to its own default
+        params["timeout"] = self.timeout
+        params.update(self.extra_body)
+        return params
+
+    def run(self, messages: list[dict]) -> Iterator[str]:
+        """Stream the reply to `messages` (OpenAI format) as text pieces. Endpoint failures from the default
+        completions become OiLocalError naming the server; a custom function's errors pass through."""
+        messages = self.fit_to_context(messages)
+        self.last_prompt_tokens = self.count_tokens(messages)
+        self.last_completion_chars = 0
+        params = self.request_params(messages)
+        function = self.completions
+        default = function is litellm_completions
+        if not default:
+            params = _accepted_kwargs(function, params)
+        started = False
+        try:
+            for chunk in function(**params):
+                started = True
+                text = _delta_text(chunk)
+                if text:
+                    self.last_completion_chars += len(text)
+                    yield text
+        except OiLocalError:
+            raise
+        except GeneratorExit:
+            raise
+        except Exception as error:
+            if not default:
+                raise
+            raise endpoint_error(error, api_base=self.api_base, model=self.model, mid_stream=started, timeout=self.timeout) from error
+
+    def cost(self) -> float | None:
+        """The cost of the last request in USD when litellm knows the model's price; 0 for local models;
+        None when unknown."""
+        if self.is_local:
+            return 0.0
+        try:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            prompt, completion = litellm.cost_per_token(
+                model=self.model,
+                prompt_tokens=self.last_prompt_tokens,
+                completion_tokens=math.ceil(self.last_completion_chars / 4),
+            )
+            return float(prompt + completion)
+        except Exception:
+            return None

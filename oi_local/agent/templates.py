@@ -1,0 +1,103 @@
+"""System messages and message templates: Open Interpreter's defaults, and the variants for small local models.
+
+The local default (LOCAL_DEFAULT) was chosen by bench/bench_agent.py, which runs the bench task suite
+(bench/tasks.py) with the test model under every variant in LOCAL_VARIANTS and reports how many tasks each
+one completes; see bench/RESULTS.md for the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_SYSTEM_MESSAGE = """You are Open Interpreter, a world-class programmer who can complete any goal by running code.
+First write a short plan, and recap it between code blocks: you forget things quickly.
+Code you write runs on the user's machine; the user has given you full permission to run any code needed for the task.
+Try things, print what you learn, and go on in small, informed steps: for stateful languages (python, javascript, shell) do not try to do everything in one block.
+If at first you do not succeed, try again. You can install new packages.
+When the user names a file, it is most likely in the directory your code runs in.
+Write messages to the user in Markdown. You are capable of any task."""
+
+LOOP_MESSAGE = (
+    "Proceed. You CAN run code on my machine. If the entire task I asked for is done, say exactly 'The task is done.' "
+    "If you need some specific information (like username or password) say EXACTLY 'Please provide more information.' "
+    "If it's impossible, say 'The task is impossible.' (If I haven't provided a task, say exactly "
+    "'Let me know what you'd like to do next.') Otherwise keep going."
+)
+LOOP_BREAKERS = [
+    "The task is done.",
+    "The task is impossible.",
+    "Let me know what you'd like to do next.",
+    "Please provide more information.",
+]
+
+
+@dataclass(frozen=True)
+class PromptVariant:
+    """Everything the agent says to the model besides the conversation itself."""
+
+    name: str
+    system_message: str
+    execution_instructions: str
+    user_message_template: str = "{content}"
+    always_apply_user_message_template: bool = False
+    code_output_template: str = "Code output: {content}\n\nWhat does this output mean / what's next (if anything, or are we done)?"
+    empty_code_output_template: str = (
+        "The code above was executed on my machine. It produced no text output. What's next (if anything, or are we done?)"
+    )
+    code_output_sender: str = "user"
+    notes: str = ""
+    settings: dict = field(default_factory=dict)
+
+
+# Open Interpreter's own settings, as a baseline for local models.
+OI_BASELINE = PromptVariant(
+    name="oi-baseline",
+    system_message=DEFAULT_SYSTEM_MESSAGE,
+    execution_instructions=(
+        "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
+        "You will receive the output. Use any programming language."
+    ),
+    notes="Open Interpreter's system message and templates, unchanged.",
+)
+
+_EXAMPLE = """Example.
+User: What is 15 * 4?
+Assistant:
+```python
+print(15 * 4)
+```
+User: Output: 60
+Assistant: 15 * 4 is 60."""
+
+# A short system message with one worked example; the output comes back with a plain instruction to answer.
+WORKED_EXAMPLE = PromptVariant(
+    name="worked-example",
+    system_message=(
+        "You are a helpful assistant that answers by running code on the user's computer.\n"
+        "To run code, reply with exactly one markdown code block, ```python or ```shell, and nothing else. "
+        "The code must print its result. You will then get the output; answer in one short sentence using it.\n\n"
+        + _EXAMPLE
+    ),
+    execution_instructions="",
+    code_output_template="Output: {content}\n\nUsing this output, answer my question in one short sentence.",
+    empty_code_output_template="The code ran and printed nothing. If the task is done, say so in one short sentence.",
+    notes="Short system message with one worked example; output template asks for a one-sentence answer.",
+)
+
+# The worked example, plus the instruction repeated next to the user's last message.
+EXAMPLE_AND_REMINDER = PromptVariant(
+    name="example+reminder",
+    system_message=WORKED_EXAMPLE.system_message,
+    execution_instructions="",
+    user_message_template=(
+        "{content}\n\n(Reply with one ```python or ```shell code block that prints the answer.)"
+    ),
+    code_output_template=WORKED_EXAMPLE.code_output_template,
+    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
+    notes="As worked-example, with a one-line reminder wrapped around the last user message.",
+)
+
+LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, WORKED_EXAMPLE, EXAMPLE_AND_REMINDER)}
+
+# Chosen by measurement (bench/bench_agent.py); see the module docstring.
+LOCAL_DEFAULT = EXAMPLE_AND_REMINDER
