@@ -129,8 +129,8 @@ class ModelStore:
         target = self.models_dir / entry.file
         if target.is_file():  # put there by hand, or the index was lost
             digest = _hash(target, progress, f"checking {target.name}")
-            if (entry.sha256 and digest == entry.sha256) or (
-                    not entry.sha256 and target.stat().st_size == entry.size_bytes):
+            size_matches = target.stat().st_size == entry.size_bytes or not getattr(entry, "size_exact", True)
+            if (entry.sha256 and digest == entry.sha256) or (not entry.sha256 and size_matches):
                 return self._register(entry, target, digest, sha_source="catalog" if entry.sha256 else "recorded",
                                       source={"kind": "found"})
             moved = self._quarantine(target)
@@ -227,7 +227,10 @@ class ModelStore:
         except GatedRepoError as error:
             raise OiLocalError(f"{where} is gated: accept its licence on the model page, then set HF_TOKEN to a "
                                "token with read access and try again.") from error
-        except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError) as error:
+        except RepositoryNotFoundError as error:  # the hub also says this for a private repo without a token
+            raise OiLocalError(f"{where} was not found, or it is private and needs a token: set HF_TOKEN to a "
+                               "token with read access, or check the catalog entry's repo.") from error
+        except (RevisionNotFoundError, RemoteEntryNotFoundError) as error:
             raise OiLocalError(f"{where} was not found ({type(error).__name__}). The catalog entry for "
                                f"{entry.id} may be out of date; pick another model or fix the entry.") from error
         except HfHubHTTPError as error:
@@ -258,11 +261,12 @@ class ModelStore:
     def _from_url(self, entry: CatalogEntry, source: Source, *, progress: bool) -> StoredModel:
         if not source.url:
             raise _SourceUnavailable("no url given")
-        resume_key = {"url": source.url, "size": entry.size_bytes}
-        return self._transfer(entry, source.url, {}, entry.size_bytes, resume_key, {"kind": "url", "url": source.url},
+        size = entry.size_bytes if getattr(entry, "size_exact", True) else None  # else the server's
+        resume_key = {"url": source.url, "size": size}
+        return self._transfer(entry, source.url, {}, size, resume_key, {"kind": "url", "url": source.url},
                               expected=(entry.sha256, "catalog"), progress=progress)
 
-    def _transfer(self, entry: CatalogEntry, url: str, headers: dict, size: int, resume_key: dict,
+    def _transfer(self, entry: CatalogEntry, url: str, headers: dict, size: int | None, resume_key: dict,
                   source_record: dict, *, expected: tuple[str | None, str], progress: bool) -> StoredModel:
         import httpx
 
@@ -616,9 +620,8 @@ def _unchanged(record: dict, path: Path) -> bool:
 
 
 def _read_name(path: Path, fmt: str) -> str | None:
-    if fmt != "gguf":
-        return None
-    # reads the header; raises OiLocalError naming the file when it is not a GGUF
+    # reads the header (of a .gguf, or of the GGUF inside a .llamafile); raises OiLocalError naming the
+    # file when it is not one, so nothing unusable gets registered
     from oi_local import gguf_info
 
     return gguf_info.read(path).name

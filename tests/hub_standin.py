@@ -52,6 +52,7 @@ class HubStandin:
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     bytes_served: int = 0
+    in_flight: int = 0  # bodies being sent right now
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -84,6 +85,12 @@ class HubStandin:
     def count(self, method: str | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.requests if method is None or r.method == method)
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no body is being sent (a killed client's transfer ends at the server's next write)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def start(self) -> HubStandin:
         standin = self
@@ -182,7 +189,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
         if body:
-            self._send_body(hub_file, start, end)
+            with hub._lock:
+                hub.in_flight += 1
+            try:
+                self._send_body(hub_file, start, end)
+            finally:
+                with hub._lock:
+                    hub.in_flight -= 1
 
     def _send_body(self, hub_file: HubFile, start: int, end: int) -> None:
         hub = self.hub
