@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     interpreter, profile = build_interpreter(args, paths)
     for name, value in profiles.terminal_settings(profile, args).items():
         setattr(args, name, value)
+        setattr(interpreter, name, value)  # chat(display=True) from a Python profile or hook sees them too
     check_endpoint(interpreter, profile)
     return start_chat(interpreter, args)
 
@@ -109,11 +110,13 @@ def pick_conversation(interpreter: Any) -> bool:
 
 
 def _conversation_title(item: Any) -> str:
-    for name in ("title", "name"):
-        value = getattr(item, name, None)
-        if value:
-            return str(value)
-    return item.path.name
+    import datetime as dt
+
+    title = getattr(item, "title", None) or item.path.name
+    modified = getattr(item, "modified", None)
+    when = dt.datetime.fromtimestamp(modified).strftime("%Y-%m-%d %H:%M") if modified else ""
+    count = getattr(item, "message_count", None)
+    return f"{title}  ({when}{f', {count} messages' if count is not None else ''})"
 
 
 def show_profiles(paths: AppPaths) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from oi_local.errors import OiLocalError
 from oi_local.terminal import magic
 from oi_local.terminal.display import make_display
 from oi_local.terminal.line_input import enable_line_editing, read_message
@@ -41,6 +42,8 @@ def chat_loop(
                     magic.handle(interpreter, message, display)
                 else:
                     render(interpreter, message, display=display, read=read)
+            except OiLocalError as error:  # the endpoint failed, a budget is spent...: say so, keep chatting
+                display.error(f"Error: {error}")
             except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
                 display.close()
                 display.notice("")
