@@ -33,8 +33,9 @@ def render(
         for chunk in chunks:
             if chunk.get("type") == "confirmation":
                 if not _confirm(interpreter, chunk, display, read):
-                    chunks.close()
+                    # recorded before closing: the agent saves the conversation as its generator closes
                     confirmation.record_decline(interpreter)
+                    chunks.close()
                     break
                 continue
             display.chunk(chunk)
