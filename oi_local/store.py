@@ -109,23 +109,24 @@ class ModelStore:
             return self._fetch(entry, progress=progress)
 
     def _find_present(self, entry: CatalogEntry, *, progress: bool) -> StoredModel | None:
-        record = self._read_index().get(entry.id)
+        index = self._read_index()
+        record = index.get(entry.id) or next((r for r in index.values() if r.get("entry") == entry.id), None)
         if record is not None:
             path = Path(record["path"])
             if path.is_file():
                 if _unchanged(record, path) and record.get("verified") is not False:
                     return self._stored(record)
                 if self._recheck(record, path, entry, progress=progress):
-                    return self._stored(self._read_index()[entry.id])
+                    return self._stored(self._read_index()[record["id"]])
                 if record.get("imported"):
                     raise OiLocalError(
-                        f"The file registered as {entry.id} ({path}) does not match its sha256 any more. "
-                        f"It was imported, so it is left as it is; remove it with `oi-local models delete {entry.id}` "
-                        "and download the model again."
+                        f"The file registered as {record['id']} ({path}) does not match its sha256 any more. "
+                        f"It was imported, so it is left as it is; remove it with `oi-local models delete "
+                        f"{record['id']}` and download the model again."
                     )
                 self._say(f"{entry.id}: {path.name} does not match its sha256; deleting it and downloading again.")
                 path.unlink(missing_ok=True)
-            self._update_index(lambda index: index.pop(entry.id, None))
+            self._update_index(lambda index: index.pop(record["id"], None))
         target = self.models_dir / entry.file
         if target.is_file():  # put there by hand, or the index was lost
             digest = _hash(target, progress, f"checking {target.name}")
@@ -377,7 +378,7 @@ class ModelStore:
         if not path.is_file():
             raise OiLocalError(f"The file of {model_id} is missing ({path}). Download it again with "
                                f"`oi-local models download {model_id}` or remove it with `oi-local models delete {model_id}`.")
-        entry = self._by_id.get(model_id)
+        entry = self._by_id.get(record.get("entry") or model_id)
         reference = record.get("sha256")
         reference_kind = record.get("sha256_source", "recorded")
         if entry is not None and entry.sha256 and reference_kind == "recorded":
@@ -391,6 +392,11 @@ class ModelStore:
             verified=verified, size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns,
             sha256=reference, sha256_source=reference_kind, actual_sha256=digest))
         return self._stored(self._read_index()[model_id])
+
+    def deletes_file(self, model_id: str) -> bool:
+        """Whether delete(model_id) removes the file (False: an imported file, only unregistered)."""
+        record = self._require(model_id)
+        return not record.get("imported") and self._owns(Path(record["path"]))
 
     def delete(self, model_id: str) -> None:
         """Delete a model's file and its record; an imported file outside the folder is only unregistered."""
@@ -408,7 +414,8 @@ class ModelStore:
             path.unlink(missing_ok=True)
         self._update_index(lambda index: index.pop(model_id, None))
 
-    def import_file(self, path: Path, model_id: str | None = None, copy: bool = False) -> StoredModel:
+    def import_file(self, path: Path, model_id: str | None = None, copy: bool = False, *,
+                    progress: bool = True) -> StoredModel:
         path = Path(path).expanduser().absolute()
         if not path.is_file():
             raise OiLocalError(f"{path} is not a file. Give the path of an existing .gguf or .llamafile.")
@@ -416,7 +423,7 @@ class ModelStore:
         if fmt is None:
             raise OiLocalError(f"{path.name} is neither a .gguf nor a .llamafile; only those can be imported.")
         name = _read_name(path, fmt)
-        digest = _hash(path, True, f"hashing {path.name}")
+        digest = _hash(path, progress, f"hashing {path.name}")
         entry = next((e for e in self.catalog if e.sha256 and e.sha256 == digest), None)
         index = self._read_index()
         model_id = model_id or (entry.id if entry and entry.id not in index else _slug(path.stem))
@@ -439,7 +446,7 @@ class ModelStore:
             os.replace(part, target)
         return self._register(entry, target, digest, sha_source="catalog" if entry else "recorded",
                               source={"kind": "import", "origin": str(path)}, imported=not copy,
-                              model_id=model_id, name=name, fmt=fmt)
+                              model_id=model_id, name=entry.name if entry else name, fmt=fmt)
 
     def mark_used(self, model_id: str) -> None:
         self._require(model_id)
@@ -467,6 +474,7 @@ class ModelStore:
             "added": time.time(),
             "source": source,
             "imported": imported,
+            "entry": entry.id if entry else None,  # the catalog entry this file is, whatever its id here
         }
 
         def put(index: dict) -> None:
@@ -484,7 +492,7 @@ class ModelStore:
             id=record["id"], name=record.get("name") or record["id"], format=record.get("format", "gguf"),
             path=path, size_bytes=path.stat().st_size if present else 0,
             verified=record.get("verified") if present else False, last_used=record.get("last_used"),
-            sha256=record.get("sha256"), entry=self._by_id.get(record["id"]),
+            sha256=record.get("sha256"), entry=self._by_id.get(record.get("entry") or record["id"]),
         )
 
     def _require(self, model_id: str) -> dict:
