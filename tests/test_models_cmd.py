@@ -94,6 +94,7 @@ models:
         env = {"HF_ENDPOINT": hub.endpoint}
         model = as_json(oi_local(home, "download", "tiny-standin", "--json", env=env))["model"]
         assert model["verified"] is True and model["sha256"] == sha256_of(blob)
+        hub.wait_idle()
         assert hub.bytes_served == blob.stat().st_size
         hub.reset_counters()
         offline = {**env, "HF_HUB_OFFLINE": "1"}

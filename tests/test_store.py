@@ -97,6 +97,7 @@ def test_fresh_download_from_hub_is_verified_with_the_hub_sha256(hub, blobs, mod
     assert model.verified is True and model.sha256 == sha256_of(blobs["small.gguf"])
     assert [(r.method, r.path) for r in hub.requests] == [
         ("HEAD", f"/{REPO}/resolve/main/small.gguf"), ("GET", f"/{REPO}/resolve/main/small.gguf")]
+    hub.wait_idle()
     assert hub.bytes_served == entry.size_bytes
     listed = store.list()
     assert [(m.id, m.format, m.size_bytes, m.verified) for m in listed] == [("small", "gguf", entry.size_bytes, True)]
@@ -184,6 +185,7 @@ def test_resume_after_kill_9_fetches_no_byte_already_on_disk_again(hub, blobs, m
     assert model.verified is True and sha256_of(model.path) == entry.sha256
     gets = [r for r in hub.requests if r.method == "GET"]
     assert [r.range for r in gets] == [f"bytes={kept}-"]
+    hub.wait_idle()
     assert hub.bytes_served == size - kept  # not one byte already on disk is fetched again
     assert not part.exists()
 
@@ -211,6 +213,7 @@ def test_wrong_bytes_are_rejected_and_nothing_usable_is_left(hub, blobs, models)
     store = ModelStore(models, [entry])
     with pytest.raises(OiLocalError, match="corrupt.*deleted"):
         store.ensure(entry, progress=False)
+    hub.wait_idle()
     assert hub.bytes_served == entry.size_bytes
     assert visible_files(models) == []
     assert not list((models / ".downloads").glob("*.part"))
@@ -221,6 +224,7 @@ def test_catalog_sha256_that_disagrees_with_the_hub_stops_before_any_byte(hub, b
     entry = replace(entry_for(blobs, "small.gguf"), sha256="0" * 64)
     with pytest.raises(OiLocalError, match="catalog pins"):
         ModelStore(models, [entry]).ensure(entry, progress=False)
+    hub.wait_idle()
     assert hub.count("GET") == 0 and hub.bytes_served == 0
 
 
@@ -279,6 +283,7 @@ def test_corrupted_download_is_detected_and_fetched_again(hub, blobs, models):
     hub.reset_counters()
     again = store.ensure(entry, progress=False)
     assert again.verified is True and sha256_of(again.path) == entry.sha256
+    hub.wait_idle()
     assert hub.bytes_served == entry.size_bytes
 
 
