@@ -75,6 +75,8 @@ def stop(interpreter: Any, chunks: Any) -> None:
         chunks.close()
     except Exception:  # the generator may already have finished with the interrupt
         pass
+    if getattr(interpreter, "_computer", True) is None:
+        return  # the agent made no computer yet (nothing ran): do not create one just to stop it
     computer = getattr(interpreter, "computer", None)
     if computer is not None and hasattr(computer, "stop"):
         computer.stop()
