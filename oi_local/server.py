@@ -27,7 +27,7 @@ from oi_local.errors import OiLocalError
 from oi_local.fit import Fit
 from oi_local.paths import AppPaths
 from oi_local.ports import LOOPBACK, free_port, is_loopback, port_is_free
-from oi_local.server_logs import LogPump, log_path_for, rotate, tail
+from oi_local.server_logs import LogTrimmer, log_path_for, rotate, tail
 from oi_local.server_state import ServerKey, ServerRecord, ServerState, process_create_time
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def stop_process_tree(pid: int, grace: float = STOP_GRACE_S, popen: subprocess.P
 
 
 _owned: dict[int, ManagedServer] = {}
+_trimmer = LogTrimmer()
 _owned_lock = threading.Lock()
 _hooks_pid: int | None = None
 _previous_handlers: dict[int, object] = {}
@@ -285,7 +286,7 @@ class ManagedServer:
 
     def __init__(self, *, endpoint: Endpoint, runner: str, host: str, port: int, pid: int,
                  process: subprocess.Popen | None, log_path: Path, command: Sequence[str],
-                 model_path: Path, state: ServerState | None, reused: bool, pump: LogPump | None = None) -> None:
+                 model_path: Path, state: ServerState | None, reused: bool) -> None:
         self.endpoint = endpoint
         self.runner = runner
         self.host = host
@@ -297,7 +298,6 @@ class ManagedServer:
         self.model_path = model_path
         self.reused = reused
         self._state = state
-        self._pump = pump
         self._stopped = False
 
     # -- description ---------------------------------------------------------------------------------
@@ -334,8 +334,6 @@ class ManagedServer:
                                kind="stopped", log_path=self.log_path)
         code = self.returncode()
         if code is not None:
-            if self._pump is not None:
-                self._pump.join(1.0)
             lines = tail(self.log_path)
             kind, advice = diagnose(code, lines, model_path=self.model_path, port=self.port)
             if kind == "crashed" and _signal_name(code):
@@ -388,8 +386,7 @@ class ManagedServer:
             with contextlib.suppress(OSError):
                 self._state.remove(self.pid)
         stop_process_tree(self.pid, grace, self.process)
-        if self._pump is not None:
-            self._pump.join(2.0)
+        _trimmer.forget(self.log_path)
 
     def __enter__(self) -> ManagedServer:
         return self
@@ -402,7 +399,12 @@ class ManagedServer:
 
 def _reuse(state: ServerState, key: ServerKey, *, runner: str, port: int | None, api_key: str | None,
            fit: Fit, model_path: Path) -> ManagedServer | None:
-    for record in state.find(key):
+    def stop_orphan(record: ServerRecord) -> None:
+        log.warning("stopping orphaned %s server pid %s (its owner pid %s is gone)", record.key.runner, record.pid,
+                    record.owner_pid)
+        stop_process_tree(record.pid, STOP_GRACE_S)
+
+    for record in state.find(key, on_orphan=stop_orphan):
         if port is not None and record.port != port:
             continue
         if api_key is not None and record.api_key != api_key:
@@ -512,17 +514,20 @@ def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str,
     else:  # pragma: no cover - Windows
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
     try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env=env, **kwargs)
+        # straight into the file (O_APPEND), not through a pipe: nothing here has to copy it, and the server
+        # never blocks on this process
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                       stderr=subprocess.STDOUT, env=env, **kwargs)
     except OSError as error:
         raise ServerError(
             f"Could not run the {RUNNER_NAMES.get(runner, runner)} ({command[0]}): {error}. Its log: {log_path}.",
             kind="exec_failed", log_path=log_path) from error
-    pump = LogPump(process.stdout, log_path)
+    _trimmer.watch(log_path)
     endpoint = _endpoint(runner, host, port, model_id, api_key, fit, process.pid, log_path)
     server = ManagedServer(endpoint=endpoint, runner=runner, host=host, port=port, pid=process.pid,
                            process=process, log_path=log_path, command=command, model_path=model_path,
-                           state=state, reused=False, pump=pump)
+                           state=state, reused=False)
     with _owned_lock:
         _owned[process.pid] = server
     spinner = _Loading(f"Loading {model_id} ({RUNNER_NAMES.get(runner, runner)}, port {port})", progress)
@@ -533,7 +538,6 @@ def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str,
         while True:
             code = process.poll()
             if code is not None:
-                pump.join(2.0)
                 lines = tail(log_path)
                 kind, advice = diagnose(code, lines, model_path=model_path, port=port)
                 server.stop()

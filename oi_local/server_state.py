@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -152,17 +152,25 @@ class ServerState:
                 os.unlink(tmp)
             raise
 
-    def live_records(self) -> list[ServerRecord]:
-        """Every recorded server still running; stale records are removed from the file."""
+    def live_records(self, on_orphan: Callable[[ServerRecord], None] | None = None) -> list[ServerRecord]:
+        """Every recorded server still running; stale records are removed from the file.
+
+        A server whose owner died without stopping it (SIGKILL, a power cut of the terminal) is an orphan:
+        its record is dropped and `on_orphan(record)` is called so that the caller can stop it.
+        """
         with self._locked():
             records = self._read()
             live = [r for r in records if record_is_live(r)]
             if len(live) != len(records):
                 self._write(live)
-            return live
+        if on_orphan is not None:
+            for record in records:
+                if record not in live and _alive(record.pid, record.pid_create_time):
+                    on_orphan(record)
+        return live
 
-    def find(self, key: ServerKey) -> list[ServerRecord]:
-        return [r for r in self.live_records() if r.key == key]
+    def find(self, key: ServerKey, on_orphan: Callable[[ServerRecord], None] | None = None) -> list[ServerRecord]:
+        return [r for r in self.live_records(on_orphan) if r.key == key]
 
     def add(self, record: ServerRecord) -> None:
         with self._locked():

@@ -23,7 +23,7 @@ from oi_local.fit import Fit
 from oi_local.paths import app_paths
 from oi_local.runners import llamacpp
 from oi_local.server import ManagedServer, ServerError, diagnose, start_server
-from oi_local.server_logs import LogPump, rotate, tail
+from oi_local.server_logs import rotate, tail, trim
 from oi_local.server_state import ServerKey, ServerRecord, ServerState
 
 pytestmark = pytest.mark.server
@@ -318,6 +318,21 @@ def test_launcher_stopped_by_signal_leaves_no_server(sig, mode, test_model_path,
         assert launcher.returncode == -signal.SIGTERM
 
 
+def test_orphan_of_a_killed_launcher_is_stopped_by_the_next_start(test_model_path, tmp_path):
+    model_id = unique_id("orphan")
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(test_model_path), str(tmp_path), model_id,
+                                 "plain"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    orphan = json.loads(launcher.stdout.readline())["pid"]
+    launcher.kill()  # SIGKILL: no handler can run, the server is left behind
+    launcher.wait(10)
+    assert psutil.pid_exists(orphan)
+    home = app_paths({"OI_LOCAL_HOME": str(tmp_path)})
+    with llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False) as fresh:
+        assert not fresh.reused and fresh.pid != orphan
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+    assert wait_gone(model_id) == []
+
+
 def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(test_model_path, tmp_path):
     env = {**os.environ, "OI_LOCAL_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "oi_local.cli", "serve", str(test_model_path), "-c", "1024"],
@@ -372,9 +387,12 @@ def test_logs_rotate_and_stay_bounded(tmp_path):
     kept = sorted(p.name for p in tmp_path.iterdir())
     assert kept == ["llamacpp-x.1.log", "llamacpp-x.2.log", "llamacpp-x.3.log", "llamacpp-x.4.log", "llamacpp-x.log"]
     assert tail(log) == ["run 7"] and tail(tmp_path / "llamacpp-x.4.log") == ["run 3"]
-    producer = subprocess.Popen([sys.executable, "-c", "import sys\nfor i in range(3000): print('x' * 99)"],
-                                stdout=subprocess.PIPE)
-    pump = LogPump(producer.stdout, log, max_bytes=100_000)
-    producer.wait()
-    pump.join(10)
-    assert log.stat().st_size <= 100_000 and (tmp_path / "llamacpp-x.1.log").stat().st_size <= 100_000
+    # a writer that appends like a server does (O_APPEND) is trimmed from outside and goes on writing
+    writer = subprocess.Popen([sys.executable, "-u", "-c", "import sys, time\nfor i in range(400):\n"
+                               "    print('x' * 99); time.sleep(0.002)"], stdout=open(log, "ab"))
+    while writer.poll() is None:
+        trim(log, max_bytes=10_000)
+        time.sleep(0.05)
+    total = sum(p.stat().st_size for p in tmp_path.glob("llamacpp-x*.log"))
+    assert log.stat().st_size < 40_000 and (tmp_path / "llamacpp-x.1.log").read_text().startswith("x")
+    assert total > 0
