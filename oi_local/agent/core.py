@@ -65,6 +65,7 @@ class OpenInterpreter:
         self.loop_message = LOOP_MESSAGE
         self.loop_breakers = list(LOOP_BREAKERS)
         self.max_turns = 16  # model replies per chat() call: a small model can otherwise write code forever
+        self.stop_on_repeated_code = False  # local defaults: a block identical to one already run ends the turn
         self.system_message = system_message
         self.custom_instructions = custom_instructions
         self.user_message_template = user_message_template
@@ -132,6 +133,8 @@ class OpenInterpreter:
             self.llm.supports_vision = False
             self.llm.temperature = 0.0
             self.llm.stop = list(LOCAL_STOP_SEQUENCES)
+            self.stop_on_repeated_code = True
+            self.max_turns = 6
             self.apply_prompt_variant(LOCAL_DEFAULT)
 
     def apply_prompt_variant(self, variant: PromptVariant) -> None:
@@ -211,6 +214,7 @@ class OpenInterpreter:
 
     def _respond(self) -> Iterator[dict]:
         turns = 0
+        already_run: set[tuple[str, str]] = set()
         try:
             while True:
                 turns += 1
@@ -219,6 +223,12 @@ class OpenInterpreter:
                 self._account_cost()
                 ran = False
                 for code_message in [m for m in reply if m["type"] == "code" and m["content"].strip()]:
+                    key = (code_message.get("format") or "", code_message["content"].strip())
+                    if self.stop_on_repeated_code and key in already_run:
+                        self._note_once("repeat", "the model repeated code it already ran; the turn ends here")
+                        ran = False
+                        break
+                    already_run.add(key)
                     yield from self._run_code(code_message)
                     ran = True
                 self._save()
