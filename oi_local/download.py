@@ -23,6 +23,44 @@ RETRIES = 3
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
+class BackgroundHash:
+    """sha256 fed from a queue by a worker thread, so hashing overlaps the network reads.
+
+    The caller writes each block to disk itself before handing it over, so a killed process loses no
+    written byte; the next run hashes the part file from disk anyway.
+    """
+
+    def __init__(self, initial=None) -> None:
+        import queue
+        import threading
+
+        self._digest = initial or hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=256)  # at most 16 MiB of 64 KiB reads waiting
+        self._thread = threading.Thread(target=self._work, name="sha256", daemon=True)
+        self._thread.start()
+
+    def reset(self) -> None:
+        """Start over from zero bytes (the server sent the whole file instead of the rest)."""
+        self.close()
+        self.__init__()
+
+    def _work(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._digest.update(block)
+
+    def update(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 def hash_file(path: Path, digest=None, on_bytes: Callable[[int], None] | None = None):
     """sha256 of a file (or the given hashlib object fed with it); reads in 1 MiB blocks."""
     digest = digest or hashlib.sha256()
@@ -73,16 +111,26 @@ def fetch(
     answers 200 instead gets the whole file written from the start. Raises OiLocalError on HTTP errors, on a
     size that does not match `total`, and after RETRIES transport failures in a row with no progress.
     """
-    import httpx
 
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     if total is not None and have > total:
         part.unlink()
         have = 0
-    digest = hash_file(part) if have else hashlib.sha256()
     if total is not None and have == total:
-        return digest.hexdigest()
+        return hash_file(part).hexdigest()
+    digest = BackgroundHash(hash_file(part) if have else None)
+    try:
+        return _fetch_into(url, part, digest, have, headers=headers, total=total, label=label, progress=progress,
+                           timeout=timeout)
+    finally:
+        digest.close()
+
+
+def _fetch_into(url: str, part: Path, digest: BackgroundHash, have: int, *, headers, total, label, progress,
+                timeout) -> str:
+    import httpx
+
 
     base_headers = {"Accept-Encoding": "identity", **(headers or {})}
     failures = 0
@@ -99,7 +147,8 @@ def fetch(
                         if size == have:  # we already had every byte
                             break
                         part.unlink()
-                        have, digest = 0, hashlib.sha256()
+                        digest.reset()
+                        have = 0
                         continue
                     if response.status_code not in (200, 206):
                         raise OiLocalError(_http_error_message(url, response.status_code))
@@ -115,7 +164,8 @@ def fetch(
                     else:  # 200: no Range support, or a fresh download
                         if have:
                             advance(-have)
-                        have, digest, mode = 0, hashlib.sha256(), "wb"
+                            digest.reset()
+                        have, mode = 0, "wb"
                         length = response.headers.get("Content-Length")
                         total = total or (int(length) if length and length.isdigit() else None)
                     with open(part, mode) as out:

@@ -1,0 +1,129 @@
+"""Download throughput of store.ensure() against curl, both fetching one file from the same local hub stand-in.
+
+The stand-in (tests/hub_standin.py, a Python http.server) runs in its own process and serves a ~200 MB file
+of random bytes generated for this run. RUNS rounds run each way of downloading once into a fresh folder;
+the median wall time of each is reported. curl is the baseline: ratio = curl time / method time (1.0 = as fast as curl).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 200 * 2**20
+RUNS = 5
+REPO = "bench/store"
+FILE = "bench-200MB.gguf"
+
+
+def _start_standin(path: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hub_standin.py"), str(path), REPO],
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # "HF_ENDPOINT=http://127.0.0.1:PORT  repo=..."
+    if not line.startswith("HF_ENDPOINT="):
+        process.kill()
+        raise RuntimeError(f"the hub stand-in did not start: {line!r}")
+    return process, line.split()[0].split("=", 1)[1]
+
+
+def _interleaved_medians(runs: int, fresh, methods) -> list[tuple[str, float]]:
+    """Each round runs every method once, so load that comes and goes hits them alike."""
+    times: dict[str, list[float]] = {label: [] for label, _ in methods}
+    for _ in range(runs):
+        for label, action in methods:
+            folder = fresh()
+            started = time.perf_counter()
+            action(folder)
+            times[label].append(time.perf_counter() - started)
+            shutil.rmtree(folder, ignore_errors=True)
+    return [(label, statistics.median(times[label])) for label, _ in methods]
+
+
+def run() -> str:
+    from oi_local.catalog import Architecture, CatalogEntry, Source
+    from oi_local.store import ModelStore
+
+    if shutil.which("curl") is None:
+        return "## Model store download throughput\n\nSKIPPED: curl is not installed."
+    with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
+        tmp = Path(tmp)
+        blob = tmp / FILE
+        with open(blob, "wb") as f:
+            for _ in range(SIZE // 2**20):
+                f.write(os.urandom(2**20))
+        server, endpoint = _start_standin(blob)
+        old_endpoint = os.environ.get("HF_ENDPOINT")
+        os.environ["HF_ENDPOINT"] = endpoint
+        try:
+            url = f"{endpoint}/{REPO}/resolve/main/{FILE}"
+            entry = CatalogEntry(
+                id="bench", name="bench", format="gguf", file=FILE, size_bytes=SIZE, sha256=None,
+                sources=(Source(kind="hf", repo=REPO),), architecture=Architecture(1, 1, 1, 2048),
+                capabilities=frozenset({"chat"}), license="mit", chat_template="chatml")
+            counter = iter(range(10**6))
+
+            def fresh() -> Path:
+                folder = tmp / f"run{next(counter)}"
+                folder.mkdir()
+                return folder
+
+            def curl(folder: Path) -> None:
+                subprocess.run(["curl", "-sSf", "-o", str(folder / FILE), url], check=True)
+
+            def curl_and_sha256sum(folder: Path) -> None:
+                curl(folder)
+                subprocess.run(["sha256sum", str(folder / FILE)], check=True, stdout=subprocess.DEVNULL)
+
+            def ensure(folder: Path) -> None:
+                model = ModelStore(folder / "models", [entry]).ensure(entry, progress=False)
+                assert model.verified and model.size_bytes == SIZE
+
+            def hub_download(folder: Path) -> None:
+                from huggingface_hub import hf_hub_download
+
+                hf_hub_download(REPO, FILE, local_dir=folder, endpoint=endpoint)
+
+            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+            results = _interleaved_medians(RUNS, fresh, (
+                ("curl (baseline)", curl),
+                ("curl, then sha256sum of the file", curl_and_sha256sum),
+                ("store.ensure (hf source, sha256 checked)", ensure),
+                ("huggingface_hub.hf_hub_download (for reference)", hub_download),
+            ))
+        finally:
+            server.terminate()
+            server.wait()
+            if old_endpoint is None:
+                os.environ.pop("HF_ENDPOINT", None)
+            else:
+                os.environ["HF_ENDPOINT"] = old_endpoint
+    baseline = results[0][1]
+    rows = "\n".join(
+        f"| {label} | {seconds:.2f} | {SIZE / seconds / 1e6:.0f} | {baseline / seconds:.2f} |"
+        for label, seconds in results
+    )
+    return f"""## Model store download throughput
+
+A {SIZE // 2**20} MiB file of random bytes served by the hub stand-in (`tests/hub_standin.py`, Python
+http.server in its own process) on 127.0.0.1; {RUNS} rounds, each method once per round (interleaved, so
+load from other processes hits all alike), each into a fresh folder; median wall time shown. store.ensure includes the hub metadata request, the sha256 of every byte (checked
+against the stand-in's X-Linked-Etag), the rename into the models folder and the index update.
+Ratio = curl time / method time (1.00 = as fast as curl). curl checks nothing, so "curl, then sha256sum"
+is the fair comparison for a download that must be verified before use.
+
+| method | seconds (median of {RUNS}) | MB/s | ratio to curl |
+|---|---|---|---|
+{rows}
+"""
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    print(run())
