@@ -175,7 +175,8 @@ def stop_process_tree(pid: int, grace: float = STOP_GRACE_S, popen: subprocess.P
     _gone, alive = psutil.wait_procs([p for p in procs if popen is None or p.pid != popen.pid],
                                      timeout=max(0.0, deadline - time.monotonic()))
     if popen is not None and popen.poll() is None:
-        alive.append(psutil.Process(popen.pid))
+        with contextlib.suppress(psutil.Error):
+            alive.append(psutil.Process(popen.pid))
     if group is not None:
         with contextlib.suppress(OSError):
             os.killpg(group, signal.SIGKILL)
@@ -227,6 +228,9 @@ def _install_exit_hooks() -> None:
     global _hooks_pid
     if _hooks_pid == os.getpid():
         return
+    if _hooks_pid is not None:  # a forked child: the servers in the table are its parent's, not its own
+        with _owned_lock:
+            _owned.clear()
     _hooks_pid = os.getpid()
     _previous_handlers.clear()
     atexit.register(stop_all_owned)
