@@ -159,14 +159,14 @@ def _not_running(status: ProviderStatus, *, can_start_ollama: bool = False) -> s
     return _select("What now?", choices, default=choices[0].value)
 
 
-def _model_menu(models, *, title: str, extra: list, default: str | None = None) -> str:
+def _model_menu(models, *, title: str, extra: list, default: str | None = None, have: str = "on disk") -> str:
     import questionary
 
     choices: list = []
     on_disk = [m for m in models if m.on_disk]
     others = [m for m in models if not m.on_disk]
     if on_disk:
-        choices.append(questionary.Separator("── on disk ──"))
+        choices.append(questionary.Separator(f"── {have} ──"))
         choices += [questionary.Choice(m.label, value=m.id, disabled=None if m.fits else (m.reason or "does not fit")) for m in on_disk]
     if others:
         choices.append(questionary.Separator("── to download ──"))
@@ -301,7 +301,7 @@ def _openai_model(name: str, *, api_base: str | None, api_key: str | None, last:
         default = last.model if last is not None and last.provider == name else None
         if not models and name != "custom":
             _say(f"{module.TITLE} answers but offers no model yet: load or start one in {module.TITLE}, then try again.")
-        picked = _model_menu(models, title=f"{module.TITLE}: choose a model", extra=extra, default=default)
+        picked = _model_menu(models, title=f"{module.TITLE}: choose a model", extra=extra, default=default, have="offered by the server")
         if picked == TYPE_ID:
             typed = _ask(questionary.text("Model id:", validate=lambda t: bool(t.strip()) or "Type the model's id"))
             if typed == BACK:
@@ -351,8 +351,9 @@ def explore(
     hw, statuses = survey(paths)
     _say(hardware_summary(hw))
     fixed_provider = provider
+    default = preselect(statuses, last)
     while True:
-        name = fixed_provider or provider_menu(statuses, preselect(statuses, last))
+        name = fixed_provider or provider_menu(statuses, default)
         if name == BACK:
             return None
         started = None
@@ -370,6 +371,7 @@ def explore(
             if fixed_provider:
                 return None
             statuses = survey(paths)[1]
+            default = name  # back where the user left
             continue
         try:
             endpoint, server = prepare_endpoint(
