@@ -193,3 +193,72 @@ def test_local_models_lists_and_deletes_after_confirmation(tmp_path, test_model_
         term.kill()
     listed = as_json(oi_local(home, "list", "--json"))
     assert [m["id"] for m in listed["models"]] == ["kept-outside"]
+
+
+@pytest.mark.tmux
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_local_models_escape_goes_back_import_and_show_folder(tmp_path, test_model_path):
+    home = tmp_path / "home"
+    as_json(oi_local(home, "download", "smollm2-135m", "--json"))
+    to_import = tmp_path / "extra" / "Other-Model.gguf"
+    to_import.parent.mkdir()
+    shutil.copyfile(test_model_path, to_import)
+
+    term = Tmux(f"oi-models-b-{os.getpid()}", f"{BIN / 'interpreter'} --local_models",
+                {"OI_LOCAL_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "TERM": "xterm-256color"})
+    menu = "» List the models on disk"
+    try:
+        term.wait_for(menu)
+        term.keys("Down", "Down", "Enter")  # Verify a model
+        term.wait_for("Which model do you want to verify?")
+        term.keys("Escape")  # back to the menu, nothing verified
+        term.wait_for(menu, after="Which model do you want to verify?")
+
+        term.keys("Down", "Down", "Down", "Down", "Enter")  # Import a file
+        term.wait_for("Path of the .gguf or .llamafile to import:")
+        term.keys(str(to_import))
+        term.keys("Enter")
+        term.wait_for("Copy it into the models folder?")
+        term.keys("n")
+        term.wait_for(menu, after="Imported other-model")
+
+        term.keys("Down", "Down", "Down", "Down", "Down", "Enter")  # Show the models folder
+        term.wait_for(menu, after=f"Models folder: {home / 'models'}")
+
+        term.keys("C-c")  # Ctrl-C at the top menu leaves cleanly
+        screen = term.wait_for("EXITED-0")
+        assert "Traceback" not in screen
+    finally:
+        term.kill()
+    ids = [m["id"] for m in as_json(oi_local(home, "list", "--json"))["models"]]
+    assert ids == ["other-model", "smollm2-135m"]
+    assert to_import.exists()
+
+
+@pytest.mark.tmux
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_local_models_download_offers_what_fits(tmp_path):
+    from oi_local import fit
+
+    if not hasattr(fit, "rank"):
+        pytest.skip("fit.rank (H1's part) is not in the tree yet")
+    home = tmp_path / "home"
+    term = Tmux(f"oi-models-c-{os.getpid()}", f"{BIN / 'interpreter'} --local_models",
+                {"OI_LOCAL_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "TERM": "xterm-256color"})
+    try:
+        term.wait_for("» List the models on disk")
+        term.keys("Down", "Enter")  # Download a model from the catalog
+        screen = term.wait_for("Download which model?")
+        assert "SmolLM2 135M Instruct" in screen
+        # walk down to the test model (it is the only one this machine can get without the hub)
+        for _ in range(60):
+            if "» " in term.screen() and "SmolLM2 135M Instruct" in term.screen().split("» ", 1)[1].splitlines()[0]:
+                break
+            term.keys("Down")
+        term.keys("Enter")
+        term.wait_for("smollm2-135m is ready")
+        term.keys("Escape")
+        term.wait_for("EXITED-0")
+    finally:
+        term.kill()
+    assert (home / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()

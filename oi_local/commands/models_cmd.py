@@ -206,7 +206,7 @@ def interactive(args: argparse.Namespace) -> int:
     paths = app_paths()
     store = open_store(paths)
     console = Console()
-    console.print(f"[bold]Models folder:[/bold] {store.models_dir}")
+    console.print(f"[bold]Models folder:[/bold] {store.models_dir}", soft_wrap=True)
     actions = {"list": _i_list, "download": _i_download, "verify": _i_verify, "delete": _i_delete,
                "import": _i_import, "folder": _i_folder}
     while True:
@@ -280,7 +280,7 @@ def _i_download(store, paths, console) -> None:
         return
     entry = _catalog_entry(store, model_id)
     model = store.ensure(entry, progress=True)
-    console.print(f"[green]{model.id} is ready:[/green] {model.path}")
+    console.print(f"[green]{model.id} is ready:[/green] {model.path}", soft_wrap=True)
 
 
 def _i_verify(store, paths, console) -> None:
@@ -313,12 +313,12 @@ def _i_import(store, paths, console) -> None:
     if copy is None:
         return
     model = store.import_file(Path(raw.strip()), copy=bool(copy))
-    console.print(f"[green]Imported {model.id}[/green] ({model.name}, {_verified_text(model)}): {model.path}")
+    console.print(f"[green]Imported {model.id}[/green] ({model.name}, {_verified_text(model)}): {model.path}", soft_wrap=True)
 
 
 def _i_folder(store, paths, console) -> None:
     store.models_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"Models folder: {store.models_dir}")
+    console.print(f"Models folder: {store.models_dir}", soft_wrap=True)
     opener = _desktop_opener()
     if opener:
         subprocess.Popen([*opener, str(store.models_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
