@@ -101,12 +101,19 @@ class ModelStore:
     def ensure(self, entry: CatalogEntry, *, progress: bool = True) -> StoredModel:
         """The model on disk and verified: found, or fetched from the first source that works."""
         _check_file_name(entry.file)
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        with self._file_lock(f"{entry.file}.lock"):
-            found = self._find_present(entry, progress=progress)
-            if found is not None:
-                return found
-            return self._fetch(entry, progress=progress)
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            with self._file_lock(f"{entry.file}.lock"):
+                found = self._find_present(entry, progress=progress)
+                if found is not None:
+                    return found
+                return self._fetch(entry, progress=progress)
+        except OSError as error:  # not writable, disk filled up meanwhile, ...
+            raise OiLocalError(
+                f"Getting {entry.id} failed on the models folder {self.models_dir}: {error.strerror or error} "
+                f"({getattr(error, 'filename', None) or 'no file named'}). Fix that (permissions, free space) and "
+                "run the same command again; a partial download is kept and resumed."
+            ) from error
 
     def _find_present(self, entry: CatalogEntry, *, progress: bool) -> StoredModel | None:
         index = self._read_index()

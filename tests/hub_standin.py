@@ -49,6 +49,7 @@ class HubStandin:
     throttle_bytes_per_s: int | None = None  # None: as fast as possible
     wrong_bytes: bool = False  # serve corrupted content under the real file's headers
     token: str | None = None  # when set, requests must carry `Authorization: Bearer <token>`
+    ignore_range: bool = False  # answer every GET with the whole file (200), as some proxies do
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     bytes_served: int = 0
@@ -163,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         size = hub_file.size
         start, end = 0, size - 1
         status = 200
-        wanted = self.headers.get("Range")
+        wanted = None if hub.ignore_range else self.headers.get("Range")
         if wanted:
             m = _RANGE.match(wanted.strip())
             if not m or (not m["start"] and not m["end"]):

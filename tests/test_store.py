@@ -63,6 +63,7 @@ def hub(hub_server, monkeypatch):
     hub_server.throttle_bytes_per_s = None
     hub_server.wrong_bytes = False
     hub_server.token = None
+    hub_server.ignore_range = False
     monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -423,3 +424,35 @@ def test_an_unreadable_index_is_a_clear_error(models):
     (models / "index.json").write_text("{not json")
     with pytest.raises(OiLocalError, match="index"):
         ModelStore(models, []).list()
+
+
+def test_fetch_restarts_cleanly_when_the_server_ignores_range(hub, blobs, tmp_path):
+    from oi_local.download import fetch
+
+    data = blobs["small.gguf"].read_bytes()
+    part = tmp_path / "small.gguf.part"
+    part.write_bytes(data[:100_000])
+    hub.ignore_range = True
+    digest = fetch(hub.url(REPO, "small.gguf"), part, total=len(data), progress=False)
+    assert part.read_bytes() == data and digest == sha256_of(blobs["small.gguf"])
+    hub.reset_counters()
+    hub.ignore_range = False
+    part.write_bytes(data[:100_000])
+    assert fetch(hub.url(REPO, "small.gguf"), part, total=len(data), progress=False) == digest
+    hub.wait_idle()
+    assert hub.bytes_served == len(data) - 100_000 and hub.requests[0].range == "bytes=100000-"
+
+
+def test_an_unwritable_models_folder_is_a_clear_error(hub, blobs, tmp_path):
+    if os.geteuid() == 0:  # root writes anywhere: use a path under a file instead
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        models = blocker / "models"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        models = locked / "models"
+    entry = entry_for(blobs, "small.gguf")
+    with pytest.raises(OiLocalError, match="models folder"):
+        ModelStore(models, [entry]).ensure(entry, progress=False)
+    assert hub.count() == 0
