@@ -29,9 +29,9 @@ PER_MESSAGE_TOKENS = 8  # role markers a chat template wraps around every messag
 
 
 def estimate_tokens(text: str) -> int:
-    """A conservative token count when the model's tokenizer is out of reach: one token per 3 bytes
-    over-counts English and code for every tokenizer we know of, so trimming errs on the safe side."""
-    return math.ceil(len(text.encode("utf-8")) / 3)
+    """A conservative token count when the model's tokenizer is out of reach: one token per 2 bytes
+    over-counts English and code even for small-vocabulary tokenizers, so trimming errs on the safe side."""
+    return math.ceil(len(text.encode("utf-8")) / 2)
 
 
 def message_text(message: dict) -> str:
@@ -157,7 +157,7 @@ def trim_messages(messages: list[dict], budget: int, count: Callable[[list[dict]
         order = sorted(range(len(trimmed)), key=lambda i: (trimmed[i]["role"] == "system", -len(message_text(trimmed[i]))))
         index = order[0]
         text = message_text(trimmed[index])
-        # tokens -> characters with the same conservative ratio the estimate uses, plus some slack
+        # tokens -> characters (about 4 per token for exact counts), plus some slack
         keep = max(len(text) - over * 4 - 64, len(text) // 4 if len(text) > 400 else 0)
         trimmed[index] = {**trimmed[index], "content": _cut_middle(text, keep)}
     return trimmed
