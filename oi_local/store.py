@@ -452,7 +452,8 @@ class ModelStore:
             shutil.copyfile(path, part)
             os.replace(part, target)
         return self._register(entry, target, digest, sha_source="catalog" if entry else "recorded",
-                              source={"kind": "import", "origin": str(path)}, imported=not copy,
+                              source={"kind": "import", "origin": str(path)},
+                              imported=not copy and not self._owns(path),  # in the folder: ours to delete
                               model_id=model_id, name=entry.name if entry else name, fmt=fmt)
 
     def mark_used(self, model_id: str) -> None:

@@ -106,6 +106,18 @@ models:
         assert hub.count() == 0
 
 
+def test_list_all_shows_every_catalog_model_with_its_fit(tmp_path):
+    from oi_local import catalog, fit
+
+    if not hasattr(fit, "rank"):
+        pytest.skip("fit.rank (H1's part) is not in the tree yet")
+    listed = as_json(oi_local(tmp_path / "home", "list", "--all", "--json"))
+    assert {e["id"] for e in listed["catalog"]} == {e.id for e in catalog.load()}
+    smol = next(e for e in listed["catalog"] if e["id"] == "smollm2-135m")
+    assert smol["fits"] is True and smol["on_disk"] is False and smol["reason"]
+    assert all(e["reason"] for e in listed["catalog"] if not e["fits"])
+
+
 def test_errors_are_one_paragraph_without_traceback(tmp_path):
     home = tmp_path / "home"
     for args, words in ((("download", "no-such-model"), "not in the model catalog"),

@@ -456,3 +456,14 @@ def test_an_unwritable_models_folder_is_a_clear_error(hub, blobs, tmp_path):
     with pytest.raises(OiLocalError, match="models folder"):
         ModelStore(models, [entry]).ensure(entry, progress=False)
     assert hub.count() == 0
+
+
+def test_a_file_imported_from_inside_the_models_folder_is_deleted_with_it(models, test_model_path):
+    models.mkdir()
+    inside = models / "dropped-here.gguf"
+    inside.write_bytes(test_model_path.read_bytes())
+    store = ModelStore(models, [])
+    model = store.import_file(inside, progress=False)
+    assert store.deletes_file(model.id)
+    store.delete(model.id)
+    assert not inside.exists()
