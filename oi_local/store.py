@@ -92,6 +92,10 @@ class ModelStore:
         record = self._read_index().get(model_id)
         return self._stored(record) if record else None
 
+    def partials(self) -> list[tuple[CatalogEntry, int]]:
+        """Catalog models with an unfinished download (and its bytes so far): the next ensure() resumes it."""
+        return [(e, n) for e in self.catalog if (n := self.partial_bytes(e)) > 0]
+
     def partial_bytes(self, entry: CatalogEntry) -> int:
         part = self._part_path(entry.file)
         return part.stat().st_size if part.exists() else 0

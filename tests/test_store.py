@@ -179,6 +179,7 @@ def test_resume_after_kill_9_fetches_no_byte_already_on_disk_again(hub, blobs, m
     # Sent but not on disk: at most the block the client was reading when it died, plus the one block the
     # server writes into the dead socket before it notices. Neither is asked for again (next assert).
     assert served_before - kept <= 2 * BLOCK
+    assert ModelStore(models, [entry]).partials() == [(entry, kept)]
 
     hub.reset_counters()
     hub.throttle_bytes_per_s = None

@@ -72,7 +72,9 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
     models = store.list()
     ranked = _ranked(store, paths) if show_all else None
     if as_json:
-        data: dict = {"models_dir": str(store.models_dir), "models": [m.to_json() for m in models]}
+        data: dict = {"models_dir": str(store.models_dir), "models": [m.to_json() for m in models],
+                      "partial_downloads": [{"id": e.id, "bytes": n, "size_bytes": e.size_bytes}
+                                            for e, n in store.partials()]}
         if ranked is not None:
             on_disk = {m.id for m in models}
             data["catalog"] = [
@@ -87,6 +89,7 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
 
     console = Console()
     console.print(_models_table(models, store.models_dir))
+    _print_partials(store, console)
     if ranked is not None:
         console.print(_catalog_table(ranked, {m.id for m in models}))
     return 0
@@ -168,6 +171,13 @@ def _models_table(models, models_dir: Path):
     if not models:
         table.add_row("(none)", "", "", "", "", "", "")
     return table
+
+
+def _print_partials(store, console) -> None:
+    for entry, have in store.partials():
+        console.print(f"Unfinished download: {entry.id} ({_size(have)} of {_size(entry.size_bytes)}); "
+                      f"`oi-local models download {entry.id}` resumes it, `oi-local models delete {entry.id}` "
+                      "removes it.", soft_wrap=True)
 
 
 def _catalog_table(ranked, on_disk: set[str]):
@@ -257,6 +267,7 @@ def _pick_model(store, verb: str):
 
 def _i_list(store, paths, console) -> None:
     console.print(_models_table(store.list(), store.models_dir))
+    _print_partials(store, console)
 
 
 def _i_download(store, paths, console) -> None:
@@ -265,9 +276,11 @@ def _i_download(store, paths, console) -> None:
     console.print("Checking what fits this machine ...")
     ranked = _ranked(store, paths)
     on_disk = {m.id for m in store.list()}
+    partial = {e.id: n for e, n in store.partials()}
     choices = []
     for entry, fit in ranked:
-        mark = " (on disk)" if entry.id in on_disk else ""
+        mark = " (on disk)" if entry.id in on_disk else (
+            f" (resumes at {_size(partial[entry.id])})" if entry.id in partial else "")
         title = f"{entry.name}  {_size(entry.size_bytes)}, {entry.format}{mark}"
         if fit.fits:
             star = "★ " if entry.recommended else "  "
