@@ -131,7 +131,6 @@ def _fetch_into(url: str, part: Path, digest: BackgroundHash, have: int, *, head
                 timeout) -> str:
     import httpx
 
-
     base_headers = {"Accept-Encoding": "identity", **(headers or {})}
     failures = 0
     with progress_bar(label or part.name, total, enabled=progress, initial=have) as advance, \
@@ -154,11 +153,12 @@ def _fetch_into(url: str, part: Path, digest: BackgroundHash, have: int, *, head
                         raise OiLocalError(_http_error_message(url, response.status_code))
                     if response.status_code == 206:
                         start = _start_from_content_range(response.headers.get("Content-Range"))
-                        if start != have:
-                            raise OiLocalError(
-                                f"The server at {url} answered a resume request for bytes from {have} with bytes "
-                                f"from {start}. Delete {part} and run the download again."
-                            )
+                        if start != have:  # not the bytes asked for: start over without Range
+                            part.unlink()
+                            advance(-have)
+                            digest.reset()
+                            have = 0
+                            continue
                         total = total or _total_from_content_range(response.headers.get("Content-Range"))
                         mode = "ab"
                     else:  # 200: no Range support, or a fresh download
