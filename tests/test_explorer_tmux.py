@@ -221,3 +221,38 @@ def test_ollama_via_menu_against_the_standin(tmp_path, env_nothing_running, sess
         assert chats and chats[0]["options"]["num_ctx"] > 0
     finally:
         standin.stop()
+
+
+def test_ollama_installed_not_running_is_started_then_pulls(tmp_path, env_nothing_running, session, llama_server):
+    """An `ollama` program on PATH (the stand-in behind a script) and no server: the menu offers to start
+    `ollama serve`, lists recommended models, pulls one with a progress bar, and stops the server at exit."""
+    import stat
+    import sys
+
+    bin_dir = Path(env_nothing_running["PATH"].split(":")[1])
+    fake = bin_dir / "ollama"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'ollama_standin.py'} \"$@\"\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    port = free_port()
+    env = dict(env_nothing_running, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_STANDIN_BACKEND=llama_server.base_url,
+               OLLAMA_STANDIN_KEY=llama_server.api_key)
+    t = session(tmp_path / "home", f"--local '{TASK}'", env)
+    screen = t.wait_for("Custom OpenAI-compatible URL")
+    assert "○ Ollama" in screen and "installed, not running" in screen
+    t.send("Down", "Down", "Enter")
+    screen = t.wait_for("Start `ollama serve` now")
+    assert "but its server is not answering" in screen
+    t.send("Enter")
+    screen = t.wait_for("Ollama: choose a model")
+    assert "smollm2:135m" in screen and "to download" in screen
+    time.sleep(0.3)
+    t.send("Up", "Up")  # from the first model, wrapping past "Back" to the last fitting one: smollm2:135m
+    time.sleep(0.3)
+    assert "» smollm2:135m" in t.screen()
+    t.send("Enter")
+    screen = t.wait_for(f"Model smollm2:135m via Ollama at http://127.0.0.1:{port}", timeout=60)
+    assert "ollama pull smollm2:135m" in screen and "94.0" in screen  # the progress bar and its size
+    assert finish(t) == 0
+    from oi_local.providers import ollama
+
+    assert ollama.server_version(f"127.0.0.1:{port}", timeout=1.0) is None  # the started server is gone
