@@ -46,6 +46,7 @@ class Architecture:
     embedding_length: int | None = None
     head_count: int | None = None
     parameters: int | None = None  # total parameters where known
+    vocab_size: int | None = None  # tokens in the vocabulary (sizes the logits buffer)
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,13 @@ class _Entry:
         # attention.key_length, and so do we, so that a plain head_dim can still be checked.
         key_length = self.positive(arch, "attention_key_length", a, required=False)
         parameters = self.positive(arch, "parameters", a, required=False)
+        vocab_size = self.positive(arch, "vocab_size", a, required=False)
+        unknown = set(arch) - {"block_count", "kv_heads", "context_length", "embedding_length", "head_count",
+                               "head_dim", "attention_key_length", "parameters", "vocab_size"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise self.fail(arch, key, a, "is not an architecture field (block_count, kv_heads, head_count, "
+                            "embedding_length, head_dim or attention_key_length, context_length, parameters, vocab_size)")
         if head_dim is not None and key_length is not None:
             raise self.fail(arch, "attention_key_length", a, "must not be given together with head_dim")
         if key_length is not None:
@@ -361,6 +369,7 @@ class _Entry:
             embedding_length=embedding,
             head_count=head_count,
             parameters=parameters,
+            vocab_size=vocab_size,
         )
 
 

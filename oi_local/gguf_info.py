@@ -39,6 +39,7 @@ class GgufInfo:
     weights_bytes: int = 0  # the tensor data llama.cpp loads
     value_dim: int | None = None  # attention.value_length where it differs from head_dim
     gguf_offset: int = 0  # where the GGUF starts: 0, or inside a llamafile
+    vocab_size: int | None = None
 
     def to_architecture(self) -> Architecture:
         return Architecture(
@@ -49,6 +50,7 @@ class GgufInfo:
             embedding_length=self.embedding_length,
             head_count=self.head_count,
             parameters=self.parameters,
+            vocab_size=self.vocab_size,
         )
 
 
@@ -154,6 +156,7 @@ def _parse(path: Path, data: mmap.mmap, start: int, file_size: int) -> GgufInfo:
     if tensor_count > 1_000_000 or kv_count > 1_000_000:
         raise OiLocalError(f"The model file {path} has a corrupt GGUF header (absurd counts). Download it again.")
     meta: dict[str, object] = {}
+    counts: dict[str, int] = {}  # lengths of the arrays, kept or skipped
     for _ in range(kv_count):
         key = h.string()
         kind = VT(h.take("<I"))
@@ -164,6 +167,7 @@ def _parse(path: Path, data: mmap.mmap, start: int, file_size: int) -> GgufInfo:
         elif kind == VT.ARRAY:
             item = VT(h.take("<I"))
             count = h.take("<Q")
+            counts[key] = count
             if item == VT.STRING:
                 for _ in range(count):
                     h.skip_string()
@@ -206,10 +210,10 @@ def _parse(path: Path, data: mmap.mmap, start: int, file_size: int) -> GgufInfo:
     data_start = h.pos + (-(h.pos - start) % alignment)
     if data_start + data_end > len(data):
         raise _Truncated
-    return _info(path, meta, file_size, parameters, weights, start)
+    return _info(path, meta, counts, file_size, parameters, weights, start)
 
 
-def _info(path: Path, meta: dict, file_size: int, parameters: int, weights: int, start: int) -> GgufInfo:
+def _info(path: Path, meta: dict, counts: dict, file_size: int, parameters: int, weights: int, start: int) -> GgufInfo:
     import gguf
 
     arch = meta.get("general.architecture")
@@ -260,4 +264,5 @@ def _info(path: Path, meta: dict, file_size: int, parameters: int, weights: int,
         weights_bytes=weights,
         value_dim=value_length if value_length and value_length != head_dim else None,
         gguf_offset=start,
+        vocab_size=number("vocab_size", required=False) or counts.get("tokenizer.ggml.tokens"),
     )
