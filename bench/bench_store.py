@@ -46,6 +46,61 @@ def _interleaved_medians(runs: int, fresh, methods) -> list[tuple[str, float]]:
     return [(label, statistics.median(times[label])) for label, _ in methods]
 
 
+_KILL_SCRIPTS = {
+    "store.ensure": (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from oi_local.catalog import Architecture, CatalogEntry, Source\n"
+        "from oi_local.store import ModelStore\n"
+        "e = CatalogEntry(id='r', name='r', format='gguf', file=sys.argv[2], size_bytes=int(sys.argv[3]),\n"
+        "    sha256=None, sources=(Source(kind='hf', repo=sys.argv[4]),), architecture=Architecture(1, 1, 1, 2048),\n"
+        "    capabilities=frozenset({'chat'}), license='mit', chat_template='chatml')\n"
+        "ModelStore(Path(sys.argv[1]), [e]).ensure(e, progress=False)\n"
+    ),
+    "huggingface_hub.hf_hub_download": (
+        "import sys\n"
+        "from huggingface_hub import hf_hub_download\n"
+        "hf_hub_download(sys.argv[4], sys.argv[2], local_dir=sys.argv[1])\n"
+    ),
+}
+
+
+def resume_after_kill(tmp: Path) -> str:
+    """Kill each downloader with SIGKILL half way, run it again, and count the bytes the server sent twice."""
+    import signal
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_standin import HubStandin
+
+    size = 32 * 2**20
+    blob = tmp / "resume.gguf"
+    blob.write_bytes(os.urandom(size))
+    rows = []
+    with HubStandin() as hub:
+        hub.add_file(REPO, blob.name, blob)
+        env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_TELEMETRY="1")
+        for label, script in _KILL_SCRIPTS.items():
+            folder = tmp / f"resume-{label}"
+            argv = [sys.executable, "-c", script, str(folder), blob.name, str(size), REPO]
+            hub.reset_counters()
+            hub.throttle_bytes_per_s = 16 * 2**20
+            process = subprocess.Popen(argv, env=env)
+            deadline = time.monotonic() + 60
+            while hub.bytes_served < size // 2 and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            hub.wait_idle()
+            first = hub.bytes_served
+            hub.reset_counters()
+            hub.throttle_bytes_per_s = None
+            subprocess.run(argv, env=env, check=True)
+            hub.wait_idle()
+            second = hub.bytes_served
+            rows.append(f"| {label} | {first / 2**20:.1f} | {second / 2**20:.1f} | {(first + second - size) / 2**20:.1f} |")
+    return "\n".join(rows)
+
+
 def run() -> str:
     from oi_local.catalog import Architecture, CatalogEntry, Source
     from oi_local.store import ModelStore
@@ -97,6 +152,7 @@ def run() -> str:
                 ("store.ensure (hf source, sha256 checked)", ensure),
                 ("huggingface_hub.hf_hub_download (for reference)", hub_download),
             ))
+            resume_rows = resume_after_kill(tmp)
         finally:
             server.terminate()
             server.wait()
@@ -121,6 +177,14 @@ is the fair comparison for a download that must be verified before use.
 | method | seconds (median of {RUNS}) | MB/s | ratio to curl |
 |---|---|---|---|
 {rows}
+
+Resume after `kill -9`: a 32 MiB file served at 16 MiB/s by the stand-in (in this process); the downloader
+(a subprocess) is killed with SIGKILL once half the file has been sent, then run again unthrottled.
+"Sent twice" is what the server sent in both runs beyond the file's size.
+
+| downloader | MiB sent before the kill | MiB sent on the second run | MiB sent twice |
+|---|---|---|---|
+{resume_rows}
 """
 
 
