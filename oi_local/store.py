@@ -129,7 +129,7 @@ class ModelStore:
                     return self._stored(record)
                 if self._recheck(record, path, entry, progress=progress):
                     return self._stored(self._read_index()[record["id"]])
-                if record.get("imported"):
+                if record.get("imported") or not self._owns(path):
                     raise OiLocalError(
                         f"The file registered as {record['id']} ({path}) does not match its sha256 any more. "
                         f"It was imported, so it is left as it is; remove it with `oi-local models delete "
