@@ -51,6 +51,13 @@ def processes_with(text: str) -> list[psutil.Process]:
     return [p for p in found if p.pid != os.getpid()]
 
 
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def wait_gone(text: str, timeout: float = 15.0) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,7 +145,7 @@ def test_fresh_start_and_different_settings_do_not_reuse(server: ManagedServer, 
     finally:
         fresh.stop()
         other.stop()
-    assert not psutil.pid_exists(fresh.pid) or psutil.Process(fresh.pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(fresh.pid)
     assert server.healthy()
 
 
@@ -310,7 +317,7 @@ def test_launcher_stopped_by_signal_leaves_no_server(sig, mode, test_model_path,
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    assert not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert gone(info["pid"])
     assert wait_gone(model_id, timeout=5) == []
     if mode == "chained":
         assert (tmp_path / "previous-handler-ran").read_text() == "yes" and launcher.returncode == 3
@@ -329,7 +336,7 @@ def test_orphan_of_a_killed_launcher_is_stopped_by_the_next_start(test_model_pat
     home = app_paths({"OI_LOCAL_HOME": str(tmp_path)})
     with llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False) as fresh:
         assert not fresh.reused and fresh.pid != orphan
-        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        assert gone(orphan)
     assert wait_gone(model_id) == []
 
 
@@ -360,7 +367,7 @@ def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(test_model_path, tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(server_pid)
 
 
 # ------------------------------------------------------------------------------------------ state and logs
@@ -396,3 +403,36 @@ def test_logs_rotate_and_stay_bounded(tmp_path):
     total = sum(p.stat().st_size for p in tmp_path.glob("llamacpp-x*.log"))
     assert log.stat().st_size < 40_000 and (tmp_path / "llamacpp-x.1.log").read_text().startswith("x")
     assert total > 0
+
+
+@pytest.mark.tmux
+def test_serve_in_a_terminal_shows_a_spinner_with_elapsed_time(test_model_path, tmp_path):
+    import shutil
+
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed")
+    session = f"h3spin{secrets.token_hex(3)}"
+    command = (f"OI_LOCAL_HOME={tmp_path / 'home'} {sys.executable} -m oi_local.cli serve {test_model_path} "
+               "--fresh_server")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40", command], check=True)
+    screens = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                    text=True).stdout
+            screens.append(screen)
+            if "Server ready" in screen:
+                break
+            time.sleep(0.05)
+        loading = [s for s in screens if re.search(r"Loading .* \d+s", s)]
+        assert loading, screens[-1]
+        assert "Server ready" in screens[-1] and "Loading" not in screens[-1]
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        server_pid = int(re.search(r"pid (\d+)", screens[-1]).group(1))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not gone(server_pid):
+            time.sleep(0.1)
+        assert gone(server_pid)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
