@@ -128,6 +128,12 @@ def test_errors_are_one_paragraph_without_traceback(tmp_path):
         assert words in done.stderr and "Traceback" not in done.stderr
 
 
+def test_local_models_without_a_terminal_points_to_the_commands(tmp_path):
+    done = subprocess.run([str(BIN / "interpreter"), "--local_models"], env=dict(os.environ, OI_LOCAL_HOME=str(tmp_path)),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 1 and "oi-local models list" in done.stderr and "Traceback" not in done.stderr
+
+
 # ---- interpreter --local_models in a real terminal -------------------------------------------------------------
 
 

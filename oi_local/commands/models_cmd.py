@@ -210,6 +210,9 @@ MENU = (
 
 def interactive(args: argparse.Namespace) -> int:
     """A menu over the store; Escape goes back (or leaves at the top), Ctrl-C leaves."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise OiLocalError("`interpreter --local_models` is an interactive menu and needs a terminal. In scripts use "
+                           "`oi-local models list|download|verify|delete|import ... --json`.")
     import questionary
     from rich.console import Console
 
