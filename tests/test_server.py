@@ -340,9 +340,11 @@ def test_orphan_of_a_killed_launcher_is_stopped_by_the_next_start(test_model_pat
     assert wait_gone(model_id) == []
 
 
-def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(test_model_path, tmp_path):
+@pytest.mark.parametrize("by", ["path", "catalog_id"])
+def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(by, test_model_path, tmp_path):
     env = {**os.environ, "OI_LOCAL_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "oi_local.cli", "serve", str(test_model_path), "-c", "1024"],
+    model = str(test_model_path) if by == "path" else "smollm2-135m"  # the catalog's entry for the test model
+    proc = subprocess.Popen([sys.executable, "-m", "oi_local.cli", "serve", model, "-c", "1024"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out = []
     try:
@@ -356,6 +358,7 @@ def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(test_model_path, tmp_path
                 break
         text = "".join(out)
         assert "Server ready" in text, text + proc.stderr.read()
+        assert "1024 tokens" in text
         key = next(line.split("Bearer ")[1].split("'")[0] for line in out if "Bearer " in line)
         base = next(line.split()[1] for line in out if line.startswith("curl ")).rsplit("/chat/completions", 1)[0]
         assert 'OpenAI(base_url="' + base in text

@@ -53,40 +53,18 @@ def resolve_model(text: str, paths: AppPaths) -> ModelChoice:
     return ModelChoice(stored.path, entry.id, entry.format, entry, stored.verified)
 
 
-def fit_for(choice: ModelChoice, paths: AppPaths) -> Fit:
-    from oi_local import fit as fit_module
+def fit_for(choice: ModelChoice, paths: AppPaths, *, context_window: int | None = None,
+            n_gpu_layers: int | None = None) -> Fit:
+    """The fit for this machine from the file's header; -c re-fits at that context, -ngl overrides the layers."""
+    from oi_local.fit import fit_file
     from oi_local.hardware import probe
 
-    fit_file = getattr(fit_module, "fit_file", None)
-    if fit_file is not None:
-        try:
-            return fit_file(choice.path, probe(paths.models), choice.entry)
-        except NotImplementedError:
-            pass
-    return _header_fit(choice.path)
-
-
-def _header_fit(path: Path) -> Fit:
-    """Until oi_local.fit.fit_file exists: the trained context capped at 4096, CPU only."""
-    from oi_local.gguf_info import read
-
-    info = read(path)
-    n_ctx = max(256, min(4096, info.context_length or 4096))
-    return Fit(fits=True, n_ctx=n_ctx, n_gpu_layers=0, max_tokens=n_ctx // 4, weights_bytes=info.size_bytes,
-               kv_cache_bytes=0, compute_bytes=0, total_bytes=info.size_bytes, available_bytes=None,
-               reason="not estimated (oi_local.fit.fit_file missing)")
-
-
-def apply_overrides(fit: Fit, *, context_window: int | None, n_gpu_layers: int | None) -> Fit:
-    changes: dict = {}
-    if context_window:
-        if context_window < 256:
-            raise OiLocalError(f"A context window of {context_window} tokens is too small; use at least 256.")
-        changes["n_ctx"] = context_window
-        changes["max_tokens"] = max(1, min(fit.max_tokens, context_window // 2))
+    if context_window is not None and context_window < 256:
+        raise OiLocalError(f"A context window of {context_window} tokens is too small; use at least 256.")
+    fit = fit_file(choice.path, probe(paths.models), choice.entry, n_ctx=context_window)
     if n_gpu_layers is not None:
-        changes["n_gpu_layers"] = n_gpu_layers
-    return dataclasses.replace(fit, **changes) if changes else fit
+        fit = dataclasses.replace(fit, n_gpu_layers=n_gpu_layers)
+    return fit
 
 
 def examples(endpoint) -> tuple[str, str]:
@@ -155,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     paths = app_paths().ensure()
     choice = resolve_model(args.model, paths)
-    fit = apply_overrides(fit_for(choice, paths), context_window=args.context_window, n_gpu_layers=args.n_gpu_layers)
+    fit = fit_for(choice, paths, context_window=args.context_window, n_gpu_layers=args.n_gpu_layers)
     if not fit.fits:
         err.print(f"[yellow]Warning:[/yellow] this model may not fit this machine: {fit.reason}", markup=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
