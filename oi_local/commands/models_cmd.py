@@ -88,10 +88,10 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
     from rich.console import Console
 
     console = Console()
-    console.print(_models_table(models, store.models_dir))
+    _print_models(console, models, store.models_dir)
     _print_partials(store, console)
     if ranked is not None:
-        console.print(_catalog_table(ranked, {m.id for m in models}))
+        _print_catalog(console, ranked, {m.id for m in models})
     return 0
 
 
@@ -159,18 +159,29 @@ def _deleted_line(model, removed_file: bool) -> str:
     return f"Deleted {model.id} ({model.path})." if removed_file else f"Unregistered {model.id}; kept {model.path}."
 
 
-def _models_table(models, models_dir: Path):
+WIDE = 120  # below this many columns, tables drop the widest columns (paths are printed under them)
+
+
+def _print_models(console, models, models_dir: Path) -> None:
     from rich.table import Table
 
+    wide = console.width >= WIDE
     table = Table(title=f"Models in {models_dir}", title_justify="left")
-    for column in ("id", "name", "format", "size", "verified", "last used"):
-        table.add_column(column, no_wrap=column != "name")
-    table.add_column("path", overflow="fold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    for column in ("format", "size", "verified", "last used"):
+        table.add_column(column, no_wrap=True)
+    if wide:
+        table.add_column("path", overflow="fold")
     for m in models:
-        table.add_row(m.id, m.name, m.format, _size(m.size_bytes), _verified_text(m), _when(m.last_used), str(m.path))
+        cells = [m.id, m.name, m.format, _size(m.size_bytes), _verified_text(m), _when(m.last_used)]
+        table.add_row(*cells, *([str(m.path)] if wide else []))
     if not models:
-        table.add_row("(none)", "", "", "", "", "", "")
-    return table
+        table.add_row("(none)", *[""] * (6 if wide else 5))
+    console.print(table)
+    if not wide:
+        for m in models:
+            console.print(f"  {m.id}: {m.path}", soft_wrap=True, highlight=False)
 
 
 def _print_partials(store, console) -> None:
@@ -180,19 +191,25 @@ def _print_partials(store, console) -> None:
                       "removes it.", soft_wrap=True)
 
 
-def _catalog_table(ranked, on_disk: set[str]):
+def _print_catalog(console, ranked, on_disk: set[str]) -> None:
     from rich.table import Table
 
-    table = Table(title="Catalog (fitting models first)", title_justify="left")
-    for column in ("id", "name", "size", "fits", "context", "on disk"):
-        table.add_column(column, no_wrap=column != "name")
-    table.add_column("why", overflow="fold")
+    wide = console.width >= WIDE
+    table = Table(title="Catalog (fitting models first; ★ recommended)", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    table.add_column("fits", no_wrap=True)
+    if wide:
+        table.add_column("context", no_wrap=True)
+        table.add_column("on disk", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
     for entry, fit in ranked:
-        fits = ("yes, recommended" if entry.recommended else "yes") if fit.fits else "no"
-        table.add_row(entry.id, entry.name, _size(entry.size_bytes), fits, str(fit.n_ctx) if fit.fits else "",
-                      "yes" if entry.id in on_disk else "", fit.reason,
-                      style=None if fit.fits else "dim")
-    return table
+        fits = ("★ yes" if entry.recommended else "yes") if fit.fits else "no"
+        if not wide and entry.id in on_disk:
+            fits += " (on disk)"
+        extra = [str(fit.n_ctx) if fit.fits else "", "yes" if entry.id in on_disk else ""] if wide else []
+        table.add_row(entry.id, _size(entry.size_bytes), fits, *extra, fit.reason, style=None if fit.fits else "dim")
+    console.print(table)
 
 
 # ---- interactive: interpreter --local_models ------------------------------------------------------------------
@@ -269,7 +286,7 @@ def _pick_model(store, verb: str):
 
 
 def _i_list(store, paths, console) -> None:
-    console.print(_models_table(store.list(), store.models_dir))
+    _print_models(console, store.list(), store.models_dir)
     _print_partials(store, console)
 
 
