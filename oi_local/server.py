@@ -486,7 +486,7 @@ def start_server(
     if progress is None:
         progress = sys.stderr.isatty()
     api_key = api_key or new_api_key()
-    log_path = log_path_for(paths.logs, runner, model_id)
+    log_path = _unused_log_path(log_path_for(paths.logs, runner, model_id), state)
     attempts = 1 if port_was_given else 3
     for attempt in range(attempts):
         use_port = port if port is not None and attempt == 0 else free_port(host)
@@ -500,6 +500,18 @@ def start_server(
                 raise
             log.warning("port %s was taken while the server started; trying another", use_port)
     raise AssertionError("unreachable")
+
+
+def _unused_log_path(base: Path, state: ServerState) -> Path:
+    """`base`, unless a running server still writes to it (two servers of one model): then base-2, base-3..."""
+    with _owned_lock:
+        used = {str(s.log_path) for s in _owned.values()}
+    used |= {r.log_path for r in state.live_records()}
+    for n in range(1, 10):
+        candidate = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+        if str(candidate) not in used:
+            return candidate
+    return base
 
 
 def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str, fit: Fit, host: str, port: int,

@@ -439,3 +439,12 @@ def test_serve_in_a_terminal_shows_a_spinner_with_elapsed_time(test_model_path, 
         assert gone(server_pid)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_two_servers_of_one_model_keep_their_own_logs(server: ManagedServer, test_model_path, home):
+    with llamacpp.start(test_model_path, FIT, paths=home, model_id=server.endpoint.model_id, reuse=False,
+                        progress=False) as second:
+        assert second.log_path != server.log_path
+        assert f"--port {second.port}" in second.log_path.read_text()
+        assert f"--port {second.port}" not in server.log_path.read_text()
+        assert f"--port {server.port}" in server.log_path.read_text()
