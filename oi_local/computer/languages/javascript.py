@@ -1,0 +1,211 @@
+"""JavaScript: one persistent node process, so globals, functions and `let`/`const` carry over between runs.
+
+node runs a small driver that reads one JSON line per run from a private command pipe, runs the code with
+`vm.runInThisContext` (file name `code.js`, so stack traces give the user's line numbers), awaits a
+returned promise, prints the value of the last expression like the node REPL does, and writes `D` to a
+private control pipe. stdout and stderr share one pipe, so their order is kept. stdin is /dev/null: a
+script that reads it sees end-of-file at once instead of hanging. stop() sends SIGINT, which the driver
+turns into an exception in the running code (`breakOnSigint`); if node has not finished 2 s later it is
+replaced and the model told that its state is gone.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from oi_local.computer.languages.base import (
+    active_line,
+    find_runtime,
+    missing_runtime,
+    output,
+    run_timeout,
+    timeout_message,
+)
+from oi_local.computer.languages.shell import _read_available
+
+STOP_GRACE = 2.0
+
+_DRIVER = r"""
+const vm = require('vm'), fs = require('fs'), util = require('util'), readline = require('readline');
+const [commandFd, controlFd] = process.env.OI_LOCAL_FDS.split(' ').map(Number);
+delete process.env.OI_LOCAL_FDS;
+process.on('SIGINT', () => {});
+const ours = /node:vm|node:internal|\[eval\]|sigintHandlersWrap/;
+const describe = (e) => ((e && e.stack) || String(e)).split('\n').filter((l) => !ours.test(l)).join('\n') + '\n';
+process.on('uncaughtException', (e) => process.stderr.write(describe(e)));
+process.on('unhandledRejection', (e) => process.stderr.write(describe(e)));
+const lines = readline.createInterface({ input: fs.createReadStream(null, { fd: commandFd }) });
+let queue = Promise.resolve();
+lines.on('line', (line) => { queue = queue.then(() => runCell(JSON.parse(line))); });
+lines.on('close', () => process.exit(0));
+async function runCell(code) {
+  try {
+    let value;
+    try {
+      value = vm.runInThisContext(code, { filename: 'code.js', breakOnSigint: true });
+    } catch (e) {
+      // Top-level await: run the code as an async function (same line numbers; its declarations stay local).
+      if (!(e instanceof SyntaxError && /await is only valid/.test(e.message))) throw e;
+      value = vm.runInThisContext('(async () => { ' + code + '\n})()', { filename: 'code.js', breakOnSigint: true });
+    }
+    if (value && typeof value.then === 'function') value = await value;
+    if (value !== undefined) process.stdout.write(util.inspect(value) + '\n');
+  } catch (e) {
+    process.stderr.write(describe(e));
+  }
+  fs.writeSync(controlFd, 'D\n');
+}
+"""
+
+
+class JavaScript:
+    name = "javascript"
+    aliases = ("js", "node", "nodejs")
+    executables = ("node", "nodejs")
+
+    def __init__(self, computer: Any = None) -> None:
+        self.computer = computer
+        self._process: subprocess.Popen | None = None
+        self._command_fd: int | None = None
+        self._control_fd: int | None = None
+        self._stop_requested = threading.Event()
+        self._running = False
+        self._lock = threading.Lock()
+
+    def run(self, code: str) -> Iterator[dict]:
+        node = find_runtime(self.executables)
+        if node is None:
+            yield output(missing_runtime("JavaScript", self.executables, "Install Node.js to run it."))
+            return
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start(node)
+        yield from self._run(code)
+
+    def stop(self) -> None:
+        if self._running:
+            self._stop_requested.set()
+
+    def terminate(self) -> None:
+        self._stop_requested.set()
+        self._kill()
+
+    def _start(self, node: str) -> None:
+        self._kill()
+        command_read, command_write = os.pipe()
+        control_read, control_write = os.pipe()
+        env = dict(os.environ, OI_LOCAL_FDS=f"{command_read} {control_write}")
+        try:
+            self._process = subprocess.Popen(
+                [node, "-e", _DRIVER],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(command_read, control_write),
+                start_new_session=True,
+                env=env,
+            )
+        finally:
+            os.close(command_read)
+            os.close(control_write)
+        self._command_fd, self._control_fd = command_write, control_read
+        os.set_blocking(self._process.stdout.fileno(), False)
+        os.set_blocking(control_read, False)
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            process.wait()
+            if process.stdout:
+                process.stdout.close()
+        for fd in (self._command_fd, self._control_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._command_fd = self._control_fd = None
+
+    def _run(self, code: str) -> Iterator[dict]:
+        process = self._process
+        assert process is not None
+        self._stop_requested.clear()
+        self._running = True
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        limit = run_timeout(self.computer)
+        started = time.monotonic()
+        stopping_since: float | None = None
+        stdout_fd = process.stdout.fileno()
+        done = False
+        finished = False
+        try:
+            try:
+                os.write(self._command_fd, (json.dumps(code) + "\n").encode())
+            except OSError:
+                pass  # node is gone: reported below
+            while not done:
+                readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], 0.25)
+                if stdout_fd in readable:
+                    text = decoder.decode(_read_available(stdout_fd))
+                    if text:
+                        yield output(text)
+                if self._control_fd in readable and b"D" in _read_available(self._control_fd):
+                    done = True
+                    break
+                if process.poll() is not None:
+                    text = decoder.decode(_read_available(stdout_fd), final=True)
+                    if text:
+                        yield output(text)
+                    yield output(
+                        f"\n[node exited with code {process.returncode}. The next run starts a new node: "
+                        "variables from earlier runs are gone.]\n"
+                    )
+                    self._kill()
+                    break
+                now = time.monotonic()
+                if stopping_since is None:
+                    if limit is not None and now - started > limit:
+                        yield output(timeout_message(limit))
+                        self._stop_requested.set()
+                    if self._stop_requested.is_set():
+                        stopping_since = now
+                        _interrupt(process)
+                elif now - stopping_since > STOP_GRACE:
+                    self._kill()
+                    yield output(
+                        "\n[node did not stop when interrupted, so it was replaced: variables from earlier runs "
+                        "are gone.]\n"
+                    )
+                    break
+            if done:
+                text = decoder.decode(_read_available(stdout_fd), final=True)
+                if text:
+                    yield output(text)
+            finished = True
+            yield active_line(None)
+        finally:
+            self._running = False
+            if not finished and self._process is process:
+                # The consumer stopped reading mid-run: the code may go on, so replace node.
+                self._kill()
+
+
+def _interrupt(process: subprocess.Popen) -> None:
+    try:
+        os.kill(process.pid, signal.SIGINT)
+    except (ProcessLookupError, PermissionError):
+        pass

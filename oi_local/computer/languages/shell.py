@@ -1,0 +1,456 @@
+"""Shell: one persistent bash, so `cd`, `export`, variables and functions carry over between runs.
+
+How a run works. bash runs a small loop that reads one line per run from a private command pipe (fd 57): the
+path prefix of the run's files. It sources `<prefix>.sh` (the code) with stdin from `<prefix>.in`, a FIFO
+made for this run whose only writer is us, and writes `D <exit code> <cwd>` to a private control pipe
+(fd 58) when the code is done. A DEBUG trap (cheap: builtins only) writes `L <line>` to the control pipe
+before each command of the code, which gives the active line. stdout and stderr share one pipe, so their
+order is kept.
+
+Waiting for input. Nobody types into a run, so a command that reads stdin would hang. While a run is
+going, the process tree of the shell is checked every 0.25 s: a process sleeping in read() (or in
+epoll_wait() on an epoll set that holds it) on the run's FIFO is waiting for input. Then the run is
+stopped and the model told what to do instead. This is exact, not a guess from silence: we never write
+to the FIFO, so such a read can only end when we end it. The check reads /proc/PID/syscall and
+/proc/PID/fd; where those cannot be read (not Linux), the per-run timeout still ends the run. The shell
+runs in its own session without a controlling terminal, so programs that open /dev/tty for a password
+(sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
+
+Stopping. stop(), the timeout and the input check all do the same: create `<prefix>.stop` (the DEBUG
+trap then returns 2, which with `extdebug` makes the sourced code return, so the rest of the run is
+skipped), close the FIFO (a reader sees end-of-file), and send SIGINT to the shell's process group (bash
+traps it and lives; user background jobs ignore it, as in any non-interactive shell). If the run has not
+ended 1 s later the foreground processes get SIGTERM, after 2 s SIGKILL, and after 3 s the shell itself
+is replaced (then the working directory is kept but variables are lost, and the model is told).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import platform
+import select
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from oi_local.computer.languages.base import (
+    ActiveLineThrottle,
+    active_line,
+    find_runtime,
+    missing_runtime,
+    output,
+    run_timeout,
+    timeout_message,
+)
+
+CHECK_INTERVAL = 0.25
+MAX_OUTPUT_BYTES = 8 * 2**20
+
+_LOOP = r"""
+shopt -s extdebug
+trap ': oi-local interrupt' INT
+while IFS= read -r -u 57 __oi_p; do
+  trap 'if [[ ${BASH_SOURCE[0]} == "$__oi_p.sh" ]]; then if [[ -e $__oi_p.stop ]]; then return 2; fi; printf "L %s\n" "$LINENO" >&58; fi; true' DEBUG
+  . "$__oi_p.sh" 57<&- < "$__oi_p.in"
+  __oi_rc=$?
+  trap - DEBUG
+  printf 'D %s %s\n' "$__oi_rc" "$PWD" >&58
+done
+"""
+
+# read-family and epoll-wait syscall numbers, by machine: the calls a process sleeps in when waiting for stdin
+_SYSCALLS = {
+    "x86_64": ({0, 17, 19, 295}, {232, 281, 441}),
+    "aarch64": ({63, 65, 67, 69}, {22, 441}),
+}
+
+
+class Shell:
+    name = "shell"
+    aliases = ("bash", "sh", "zsh")
+    executables = ("bash",)
+
+    def __init__(self, computer: Any = None) -> None:
+        self.computer = computer
+        self.last_exit_code: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._command_fd: int | None = None
+        self._control_fd: int | None = None
+        self._dir: str | None = None
+        self._cwd: str | None = None
+        self._runs = 0
+        self._stop_requested = threading.Event()
+        self._running = False
+        self._exit_reported = False
+        self._lock = threading.Lock()
+
+    # -- the seed's language interface ------------------------------------------------------------------
+
+    def run(self, code: str) -> Iterator[dict]:
+        bash = find_runtime(self.executables)
+        if bash is None:
+            yield output(missing_runtime("Shell", self.executables))
+            return
+        with self._lock:
+            note = self._ensure_shell(bash)
+        if note:
+            yield output(note)
+        yield from self._run(code)
+
+    def stop(self) -> None:
+        if self._running:
+            self._stop_requested.set()
+
+    def terminate(self) -> None:
+        self._stop_requested.set()
+        self._kill_shell()
+        if self._dir:
+            for path in Path(self._dir).glob("*"):
+                path.unlink(missing_ok=True)
+            try:
+                os.rmdir(self._dir)
+            except OSError:
+                pass
+            self._dir = None
+
+    # -- the shell process ------------------------------------------------------------------------------
+
+    def _ensure_shell(self, bash: str) -> str:
+        if self._process is not None and self._process.poll() is None:
+            return ""
+        note = ""
+        if self._process is not None and not self._exit_reported:
+            note = (
+                f"[The shell had exited (code {self._process.returncode}); a new one was started in "
+                f"{self._cwd}. Variables, functions and unexported settings from earlier runs are gone.]\n"
+            )
+            self._kill_shell()
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="oi-local-shell-")
+        command_read, command_write = os.pipe()
+        control_read, control_write = os.pipe()
+        env = dict(os.environ)
+        env.pop("BASH_ENV", None)
+        env.pop("ENV", None)
+        env.setdefault("PAGER", "cat")
+        env.setdefault("GIT_PAGER", "cat")
+        env["OI_LOCAL_FDS"] = f"{command_read} {control_write}"
+        boot = (
+            f'exec 57<&{command_read} 58>&{control_write} {command_read}<&- {control_write}>&-\n'
+            "unset OI_LOCAL_FDS\n" + _LOOP
+        )
+        cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
+        try:
+            self._process = subprocess.Popen(
+                [bash, "--noprofile", "--norc", "-c", boot],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(command_read, control_write),
+                start_new_session=True,
+                cwd=cwd,
+                env=env,
+            )
+        finally:
+            os.close(command_read)
+            os.close(control_write)
+        self._command_fd, self._control_fd = command_write, control_read
+        self._exit_reported = False
+        os.set_blocking(self._process.stdout.fileno(), False)
+        os.set_blocking(control_read, False)
+        return note
+
+    def _kill_shell(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            process.wait()
+            if process.stdout:
+                process.stdout.close()
+        for fd in (self._command_fd, self._control_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._command_fd = self._control_fd = None
+
+    # -- one run ------------------------------------------------------------------------------------------
+
+    def _run(self, code: str) -> Iterator[dict]:
+        process = self._process
+        assert process is not None and self._dir is not None
+        self._runs += 1
+        prefix = os.path.join(self._dir, f"run{self._runs}")
+        Path(prefix + ".sh").write_text(code if code.endswith("\n") else code + "\n")
+        os.mkfifo(prefix + ".in", 0o600)
+        fifo_writer: int | None = os.open(prefix + ".in", os.O_RDWR | os.O_NONBLOCK)
+        fifo_id = _file_id(prefix + ".in")
+        self._stop_requested.clear()
+        self._running = True
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        throttle = ActiveLineThrottle()
+        limit = run_timeout(self.computer)
+        started = time.monotonic()
+        next_check = started + CHECK_INTERVAL
+        stopping_since: float | None = None
+        escalation = 0
+        interrupted = False
+        suspects: set[int] = set()
+        control = b""
+        total_output = 0
+        exit_code: int | None = None
+        stdout_fd = process.stdout.fileno()
+        finished = False
+        try:
+            os.write(self._command_fd, (prefix + "\n").encode())
+            while exit_code is None:
+                now = time.monotonic()
+                wait = max(0.0, next_check - now)
+                if stopping_since is not None:
+                    wait = min(wait, 0.1)
+                readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], wait)
+                if stdout_fd in readable:
+                    data = _read_available(stdout_fd)
+                    if data:
+                        total_output += len(data)
+                        text = decoder.decode(data)
+                        if text:
+                            yield output(text)
+                    if total_output > MAX_OUTPUT_BYTES and stopping_since is None:
+                        yield output(f"\n[Stopped: the run printed more than {MAX_OUTPUT_BYTES // 2**20} MiB.]\n")
+                        self._stop_requested.set()
+                if self._control_fd in readable:
+                    control += _read_available(self._control_fd)
+                    *lines, control = control.split(b"\n")
+                    for line in lines:
+                        if line.startswith(b"L "):
+                            number = int(line[2:] or 0)
+                            if throttle.accept(number, time.monotonic()):
+                                yield active_line(number)
+                        elif line.startswith(b"D "):
+                            code_text, _, cwd = line[2:].decode(errors="replace").partition(" ")
+                            exit_code = int(code_text)
+                            self._cwd = cwd or self._cwd
+                if exit_code is not None:
+                    break
+                if process.poll() is not None:
+                    rest = _read_available(stdout_fd)
+                    text = decoder.decode(rest, final=True)
+                    if text:
+                        yield output(text)
+                    exit_code = process.returncode
+                    self._exit_reported = True
+                    yield output(
+                        f"\n[The shell exited with code {exit_code}. The next run starts a new shell in "
+                        f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
+                    )
+                    break
+                now = time.monotonic()
+                if stopping_since is None:
+                    if limit is not None and now - started > limit:
+                        yield output(timeout_message(limit))
+                        self._stop_requested.set()
+                    if now >= next_check:
+                        next_check = now + CHECK_INTERVAL
+                        waiting = self._waiting_for_input(process.pid, fifo_id)
+                        if waiting and waiting & suspects:
+                            pid = min(waiting & suspects)
+                            yield output(_waiting_message(None if pid == process.pid else _command_line(pid)))
+                            # End-of-file first: the program's own "no input" error is clearer than SIGINT.
+                            interrupted = None
+                            self._stop_requested.set()
+                        suspects = waiting
+                    if self._stop_requested.is_set():
+                        stopping_since = now
+                        Path(prefix + ".stop").touch()
+                        if fifo_writer is not None:
+                            os.close(fifo_writer)
+                            fifo_writer = None
+                        if interrupted is not None:
+                            _signal_group(process.pid, signal.SIGINT)
+                            interrupted = True
+                else:
+                    waited = now - stopping_since
+                    if not interrupted and waited > 0.5:
+                        interrupted = True
+                        _signal_group(process.pid, signal.SIGINT)
+                    if escalation == 0 and waited > 1.0:
+                        escalation = 1
+                        _signal_foreground(process.pid, signal.SIGTERM)
+                    elif escalation == 1 and waited > 2.0:
+                        escalation = 2
+                        _signal_foreground(process.pid, signal.SIGKILL)
+                    elif escalation == 2 and waited > 3.0:
+                        self._kill_shell()
+                        yield output(
+                            "\n[The shell did not stop, so it was replaced. The next run starts in "
+                            f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
+                        )
+                        exit_code = -1
+                        break
+            if self._process is process:
+                rest = _read_available(stdout_fd)
+                text = decoder.decode(rest, final=True)
+                if text:
+                    yield output(text)
+            self.last_exit_code = exit_code
+            if exit_code and stopping_since is None and process.poll() is None:
+                yield output(f"\n[exit code {exit_code}]\n")
+            finished = True
+            yield active_line(None)
+        finally:
+            self._running = False
+            if fifo_writer is not None:
+                os.close(fifo_writer)
+            if not finished and self._process is process and exit_code is None:
+                # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too.
+                Path(prefix + ".stop").touch()
+                _signal_group(process.pid, signal.SIGINT)
+                self._settle(process, prefix)
+            for suffix in (".sh", ".in", ".stop"):
+                try:
+                    os.unlink(prefix + suffix)
+                except OSError:
+                    pass
+
+    def _settle(self, process: subprocess.Popen, prefix: str) -> None:
+        """After an abandoned run: wait briefly for the shell's done marker so the next run starts clean."""
+        deadline = time.monotonic() + 3.0
+        control = b""
+        while time.monotonic() < deadline and process.poll() is None:
+            readable, _, _ = select.select([process.stdout.fileno(), self._control_fd], [], [], 0.1)
+            if process.stdout.fileno() in readable:
+                _read_available(process.stdout.fileno())
+            if self._control_fd in readable:
+                control += _read_available(self._control_fd)
+                if b"\nD " in b"\n" + control:
+                    return
+            if time.monotonic() > deadline - 2.0:
+                _signal_foreground(process.pid, signal.SIGKILL)
+        self._kill_shell()
+
+    @staticmethod
+    def _waiting_for_input(shell_pid: int, fifo_id: tuple[int, int] | None) -> set[int]:
+        """PIDs in the shell's tree that sleep reading the run's stdin FIFO."""
+        if fifo_id is None:
+            return set()
+        reads, epolls = _SYSCALLS.get(platform.machine(), (set(), set()))
+        pids = [shell_pid] + _descendants(shell_pid)
+        waiting = set()
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/syscall").read_text().split()
+            except OSError:
+                continue
+            if not fields or not fields[0].isdigit() or len(fields) < 2:
+                continue
+            number, first_argument = int(fields[0]), int(fields[1], 16)
+            if number in reads:
+                if _file_id(f"/proc/{pid}/fd/{first_argument}") == fifo_id:
+                    waiting.add(pid)
+            elif number in epolls:
+                if any(_file_id(f"/proc/{pid}/fd/{fd}") == fifo_id for fd in _epoll_targets(pid, first_argument)):
+                    waiting.add(pid)
+        return waiting
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _epoll_targets(pid: int, epoll_fd: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/fdinfo/{epoll_fd}").read_text()
+    except OSError:
+        return []
+    targets = []
+    for line in text.splitlines():
+        if line.startswith("tfd:"):
+            parts = line.split()
+            if len(parts) > 1 and parts[1].isdigit():
+                targets.append(int(parts[1]))
+    return targets
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _command_line(pid: int) -> str:
+    try:
+        parts = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        text = " ".join(p.decode(errors="replace") for p in parts if p)
+    except OSError:
+        text = ""
+    return text[:120]
+
+
+def _waiting_message(command: str | None) -> str:
+    """`command` is the waiting program's command line; None when it is the shell itself (the `read` builtin)."""
+    shown = "a `read` in the code" if command is None else (f"`{command}`" if command else "a command")
+    return (
+        f"\n[Stopped: {shown} was waiting for input from the keyboard (stdin), and nobody can type here. "
+        "Give the input non-interactively instead: pipe it (`echo yes | command`), use a here-document, "
+        "or use the command's non-interactive option (for example -y, --yes, --batch).]\n"
+    )
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_foreground(shell_pid: int, sig: int) -> None:
+    """Signal the shell's descendants that do not ignore SIGINT: the run's foreground commands, not the
+    background jobs it started (a non-interactive bash starts those with SIGINT ignored)."""
+    for pid in _descendants(shell_pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        ignored = next((line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), "0")
+        if int(ignored, 16) & (1 << (signal.SIGINT - 1)):
+            continue
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _read_available(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if len(data) < 65536:
+            break
+    return b"".join(chunks)
