@@ -49,11 +49,16 @@ def render(
 
 
 def _confirm(interpreter: Any, chunk: dict[str, Any], display: PlainDisplay | RichDisplay, read: Callable[[str], str]) -> bool:
-    """True when the code may run (and after `e`, the edited code is what the agent will run)."""
-    if interpreter.auto_run:
+    """True when the code may run (and after `e`, the edited code is what the agent will run).
+    With safe_mode on, code is never run without asking (as in Open Interpreter), and is scanned first:
+    always with "auto", when the user says so with "ask"."""
+    safe_mode = str(getattr(interpreter, "safe_mode", "off") or "off")
+    if interpreter.auto_run and safe_mode == "off":
         return True
     display.end_block()
     language, code = confirmation.code_of(chunk)
+    if safe_mode in ("ask", "auto"):
+        scan_before_running(interpreter, safe_mode, language, code, display, read)
     while True:
         answer = confirmation.ask(read)
         if answer == "n":
@@ -67,6 +72,28 @@ def _confirm(interpreter: Any, chunk: dict[str, Any], display: PlainDisplay | Ri
             confirmation.apply_edit(interpreter, chunk, code)
         display.show_code(language, code)
         return True
+
+
+SCAN_QUESTION = "Would you like to scan this code? (y/n) "
+
+
+def scan_before_running(interpreter: Any, safe_mode: str, language: str | None, code: str, display: Any, read: Callable[[str], str]) -> None:
+    """Show the safety scan of the code (semgrep through the computer's safe_mode module)."""
+    if safe_mode == "ask":
+        try:
+            if read(SCAN_QUESTION).strip().lower() not in ("y", "yes"):
+                return
+        except EOFError:
+            return
+    computer = interpreter.computer
+    scan = getattr(computer, "scan", None)
+    if callable(scan):
+        report = scan(language or "python", code)
+    else:
+        from oi_local.computer import safe_mode as scanner
+
+        report = scanner.scan(language or "python", code, config=getattr(computer, "semgrep_config", "auto"))
+    display.notice(report.summary())
 
 
 def stop(interpreter: Any, chunks: Any) -> None:
