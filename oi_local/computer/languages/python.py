@@ -251,7 +251,8 @@ class Python:
         started = time.monotonic()
         stopping_since: float | None = None
         finished = False
-        msg_id = client.execute(code, allow_stdin=False, store_history=True)
+        # stop_on_error=False: an error or interrupt in this cell must not abort the next run's request.
+        msg_id = client.execute(code, allow_stdin=False, store_history=True, stop_on_error=False)
         try:
             while True:
                 try:
@@ -293,8 +294,26 @@ class Python:
         finally:
             self._running = False
             if not finished and self._manager is not None:
-                # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too.
+                # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too, and
+                # wait for the kernel to be idle so the next run starts clean.
                 self._interrupt()
+                self._settle(client, msg_id)
+
+    def _settle(self, client, msg_id: str) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline:
+            try:
+                message = client.get_iopub_msg(timeout=POLL)
+            except queue.Empty:
+                continue
+            if (
+                message["parent_header"].get("msg_id") == msg_id
+                and message["msg_type"] == "status"
+                and message["content"].get("execution_state") == "idle"
+            ):
+                return
+        with self._start_lock:
+            self._shutdown()
 
 
 def _chunks(kind: str, content: dict) -> Iterator[dict]:

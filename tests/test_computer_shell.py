@@ -1,0 +1,150 @@
+"""The persistent bash: state, exit codes, order, active lines, timeout, stop, waiting-for-input detection."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+
+import pytest
+
+from oi_local.computer import Computer
+
+
+@pytest.fixture(scope="module")
+def computer():
+    computer = Computer()
+    yield computer
+    computer.terminate()
+
+
+def text(chunks) -> str:
+    return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
+
+
+def test_directory_environment_and_variables_persist(computer, tmp_path):
+    assert computer.run("shell", f"cd {tmp_path}\nexport OI_TEST_VALUE=kept\nplain=also\nf() {{ echo from-f; }}") == []
+    assert text(computer.run("bash", "pwd; echo $OI_TEST_VALUE $plain; f")) == f"{tmp_path}\nkept also\nfrom-f\n"
+    assert text(computer.run("sh", "python3 -c 'import os; print(os.getcwd(), os.environ[\"OI_TEST_VALUE\"])'")) == (
+        f"{tmp_path} kept\n"
+    )
+
+
+def test_a_failing_run_reports_its_exit_code(computer):
+    out = text(computer.run("shell", "echo partial\n(exit 7)"))
+    assert out.startswith("partial\n") and "[exit code 7]" in out
+    assert "exit code" not in text(computer.run("shell", "true"))
+    assert computer._instance(computer.get_language("shell")).last_exit_code == 0
+
+
+def test_stdout_and_stderr_keep_their_order(computer):
+    assert text(computer.run("shell", "echo one; echo two >&2; echo three")) == "one\ntwo\nthree\n"
+
+
+def test_active_lines_are_the_lines_of_the_code(computer):
+    chunks = list(computer.run("shell", "echo a\n\necho b\necho c", stream=True))
+    lines = [c["content"] for c in chunks if c.get("format") == "active_line"]
+    assert lines == [1, 3, 4, None]
+
+
+def test_output_is_streamed_while_the_command_runs(computer, tmp_path):
+    marker = tmp_path / "later"
+    seen_before = None
+    for chunk in computer.run("shell", f"echo first\nsleep 0.6\ntouch {marker}\necho second", stream=True):
+        if chunk.get("format") == "output" and "first" in chunk["content"] and seen_before is None:
+            seen_before = not marker.exists()
+    assert seen_before is True and marker.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "read answer",
+        f"{sys.executable} -c 'input()'",
+        "cat",
+        "sudo -S true",
+    ],
+)
+def test_a_command_waiting_for_input_is_stopped_and_explained(computer, tmp_path, command):
+    if command.startswith("sudo") and shutil.which("sudo") is None:
+        pytest.skip("sudo is not installed")
+    computer.run("shell", "state_before=kept")
+    marker = tmp_path / "after"
+    started = time.monotonic()
+    out = text(computer.run("shell", f"echo before\n{command}\ntouch {marker}\necho after"))
+    if command.startswith("sudo") and "waiting for input" not in out:
+        # root runs sudo without a password; elsewhere sudo may refuse at once without a terminal
+        assert "after" in out or "terminal" in out or "password" in out
+        return
+    assert time.monotonic() - started < 60
+    assert out.startswith("before\n") and "waiting for input" in out and "echo yes | command" in out
+    assert "after" not in out.replace("[Stopped", "") and not marker.exists()
+    assert text(computer.run("shell", "echo $state_before")) == "kept\n"
+
+
+def test_a_pipe_inside_the_code_is_not_mistaken_for_waiting(computer):
+    assert text(computer.run("shell", "sleep 0.7 | cat; echo done")) == "done\n"
+
+
+def test_timeout_stops_the_run_and_keeps_the_shell(computer):
+    computer.run("shell", "survivor=here")
+    computer.timeout = 1
+    try:
+        out = text(computer.run("shell", "sleep 20\necho not-reached"))
+    finally:
+        computer.timeout = 300
+    assert "longer than 1 seconds" in out and "not-reached" not in out
+    assert text(computer.run("shell", "echo $survivor")) == "here\n"
+
+
+def test_stop_from_another_thread(computer):
+    computer.run("shell", "kept=1")
+    started = time.monotonic()
+    chunks = []
+    for chunk in computer.run("shell", "echo go\nsleep 30\necho not-reached", stream=True):
+        chunks.append(chunk)
+        if chunk.get("format") == "output" and "go" in chunk["content"]:
+            threading.Thread(target=computer.stop).start()
+    assert time.monotonic() - started < 20
+    assert "not-reached" not in text(chunks)
+    assert text(computer.run("shell", "echo $kept")) == "1\n"
+
+
+def test_a_program_ignoring_sigint_is_ended(computer):
+    code = f"{sys.executable} -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print(1, flush=True); time.sleep(30)'"
+    stream = computer.run("shell", code, stream=True)
+    for chunk in stream:
+        if chunk.get("format") == "output" and "1" in chunk["content"]:
+            threading.Thread(target=computer.stop).start()
+    assert text(computer.run("shell", "echo still-here")) == "still-here\n"
+
+
+def test_closing_the_stream_stops_the_command(computer, tmp_path):
+    marker = tmp_path / "not-reached"
+    stream = computer.run("shell", f"sleep 30\ntouch {marker}", stream=True)
+    next(stream)
+    stream.close()
+    assert text(computer.run("shell", "echo next")) == "next\n"
+    assert not marker.exists()
+
+
+def test_exit_is_reported_and_a_new_shell_keeps_the_directory(computer, tmp_path):
+    computer.run("shell", f"cd {tmp_path}")
+    out = text(computer.run("shell", "exit 4"))
+    assert "exited with code 4" in out
+    assert text(computer.run("shell", "pwd")) == f"{tmp_path}\n"
+
+
+def test_background_jobs_survive_a_stop(computer, tmp_path):
+    done = tmp_path / "background-finished"
+    computer.run("shell", f"(sleep 1; touch {done}) &")
+    stream = computer.run("shell", "sleep 30", stream=True)
+    next(stream)
+    computer.stop()
+    list(stream)
+    for _ in range(50):
+        if done.exists():
+            break
+        time.sleep(0.1)
+    assert done.exists()
