@@ -138,7 +138,7 @@ def _gpu_memory(gpu: GPU, ram: int | None) -> int:
         return gpu.free_vram_bytes
     if gpu.total_vram_bytes is not None:
         return int(gpu.total_vram_bytes * 0.9)
-    return ram or 0 if gpu.unified_memory else 0
+    return (ram or 0) if gpu.unified_memory else 0
 
 
 def fit_model(

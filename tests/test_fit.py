@@ -125,6 +125,14 @@ def test_apple_unified_memory_offloads_everything_within_the_metal_limit():
     assert "unified memory" in f.reason
 
 
+def test_a_gpu_whose_memory_is_unknown_gets_no_layers_unless_it_shares_ram():
+    blind = GPU("nvidia", "Mystery", "cuda", None, None)
+    assert fit.fit_model(LLAMA_8B, LLAMA_8B_WEIGHTS, machine(32, blind)).n_gpu_layers == 0
+    gb10 = GPU("nvidia", "NVIDIA GB10", "cuda", None, None, unified_memory=True)
+    f = fit.fit_model(LLAMA_8B, LLAMA_8B_WEIGHTS, machine(100, gb10))
+    assert f.device == "unified" and f.n_gpu_layers == 33
+
+
 def test_integrated_intel_gpu_and_unknown_backends_stay_on_cpu():
     intel = GPU("intel", "UHD 630", "sycl", None, None, unified_memory=True)
     f = fit.fit_model(LLAMA_8B, LLAMA_8B_WEIGHTS, machine(32, intel))
