@@ -1,12 +1,13 @@
 """Python: a stateful IPython kernel (jupyter_client + ipykernel, imported only when Python first runs).
 
 Active line without touching what the code does: an IPython AST transformer puts a call to a builtin
-reporter before each statement of the cell (top level and inside its loops, ifs, withs and trys, not
+marker before each statement of the cell (top level and inside its loops, ifs, withs and trys, not
 inside the functions and classes it defines), keeping every statement's own line number. So tracebacks
 name the user's lines, the last expression is still displayed, and nothing of the user's namespace
-changes (the reporter lives in builtins and survives %reset). The reporter publishes a display_data
-message with a private MIME type; it sends a line at once when the code moves forward and at most every
-50 ms while a loop goes round, so loops stay fast.
+changes (the markers live in builtins and survive %reset). Outside loops the marker publishes a
+display_data message with a private MIME type at once (in order with the output); inside loops it only
+appends the line to a deque (a C call), and a thread in the kernel publishes the latest one every 50 ms,
+so tight loops stay fast (bench/bench_computer.py measures the cost).
 
 Output is read from the kernel's iopub channel as it comes (stream, display_data, execute_result,
 error), so stdout, stderr and tracebacks arrive in order while the cell runs. Input (`input()`,
@@ -44,12 +45,15 @@ POLL = 0.25
 
 _KERNEL_SETUP = r'''
 def __oi_local_setup():
-    import ast, builtins, time
+    import ast, builtins, collections, threading, time
     from IPython import get_ipython
     from IPython.display import publish_display_data
 
     shell = get_ipython()
-    state = {"last": None, "highest": 0, "at": 0.0}
+    kernel = getattr(shell, "kernel", None)
+    state = {"last": None, "highest": 0, "at": 0.0, "parent": None}
+    latest = collections.deque([None], maxlen=1)
+    running = threading.Event()
 
     def report(line):
         try:
@@ -64,31 +68,66 @@ def __oi_local_setup():
         except Exception:
             pass
 
+    def before(*_):
+        state.update(last=None, highest=0, at=0.0)
+        latest.append(None)
+        try:
+            state["parent"] = kernel.get_parent("shell")
+        except Exception:
+            state["parent"] = None
+        running.set()
+
+    def after(*_):
+        running.clear()
+
+    def watch_loops():
+        # Statements inside loops only append their line to a deque (a C call, cheap in tight loops);
+        # this thread publishes the latest one every 50 ms while a cell runs.
+        while True:
+            running.wait()
+            time.sleep(0.05)
+            line = latest[0]
+            if line is None or line == state["last"] or not running.is_set() or state["parent"] is None:
+                continue
+            state["last"] = line
+            try:
+                kernel.session.send(kernel.iopub_socket, "display_data",
+                                    {"data": {MIME: {"line": line}}, "metadata": {}, "transient": {}},
+                                    parent=state["parent"])
+            except Exception:
+                pass
+
     builtins.__oi_local_active_line__ = report
-    shell.events.register("pre_run_cell", lambda *_: state.update(last=None, highest=0, at=0.0))
+    builtins.__oi_local_loop_line__ = latest.append
+    shell.events.register("pre_run_cell", before)
+    shell.events.register("post_run_cell", after)
+    if kernel is not None:
+        threading.Thread(target=watch_loops, name="oi-local-active-line", daemon=True).start()
 
     nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    loops = (ast.For, ast.AsyncFor, ast.While)
 
     class ActiveLines(ast.NodeTransformer):
-        def mark(self, body):
+        def mark(self, body, in_loop):
+            marker = "__oi_local_loop_line__" if in_loop and kernel is not None else "__oi_local_active_line__"
             marked = []
             for statement in body:
                 if not (isinstance(statement, ast.ImportFrom) and statement.module == "__future__"):
-                    call = ast.Expr(ast.Call(ast.Name("__oi_local_active_line__", ast.Load()),
-                                             [ast.Constant(statement.lineno)], []))
+                    call = ast.Expr(ast.Call(ast.Name(marker, ast.Load()), [ast.Constant(statement.lineno)], []))
                     marked.append(ast.copy_location(call, statement))
                 if not isinstance(statement, nested):
                     for field in ("body", "orelse", "finalbody"):
                         inner = getattr(statement, field, None)
                         if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                            setattr(statement, field, self.mark(inner))
+                            looping = in_loop or (field == "body" and isinstance(statement, loops))
+                            setattr(statement, field, self.mark(inner, looping))
                     for part in getattr(statement, "handlers", []) + getattr(statement, "cases", []):
-                        part.body = self.mark(part.body)
+                        part.body = self.mark(part.body, in_loop)
                 marked.append(statement)
             return marked
 
         def visit_Module(self, node):
-            node.body = self.mark(node.body)
+            node.body = self.mark(node.body, False)
             return ast.fix_missing_locations(node)
 
     shell.ast_transformers.append(ActiveLines())

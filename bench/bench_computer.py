@@ -1,0 +1,139 @@
+"""Per-run floor of the Computer's languages, each against a raw baseline measured in the same run.
+
+- shell: `computer.run("shell", "true")` on the persistent bash (after a first run) against a fresh
+  `subprocess.run(["bash", "-c", "true"])`, the cheapest way to run a shell command at all.
+- python: `computer.run("python", "x = 1")` on its kernel against `execute("x = 1")` + wait for idle on a
+  second kernel driven with raw jupyter_client (no active-line markers, no chunk translation).
+- javascript: `computer.run("javascript", "1")` on the persistent node against a fresh `node -e 1`.
+- active-line markers: a module-level loop of 10^6 additions in a cell, on the Computer's kernel (with the
+  markers) against the raw kernel (without).
+- kernel start: the first Python run of a fresh Computer against KernelManager start + wait_for_ready, and
+  the first run after `computer.warm_up("python")` had finished.
+- waiting for input: how long `read x` takes to be detected and stopped (checks every 0.25 s).
+Times are medians of ROUNDS interleaved rounds (wall clock, ms).
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROUNDS = 40
+LOOP = "s = 0\nfor i in range(1000000):\n    s += i"
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _time(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _raw_kernel():
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    manager = KernelManager()
+    manager._kernel_spec = KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"],
+        display_name="raw", language="python",
+    )
+    manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    return manager, client
+
+
+def _raw_execute(client, code: str) -> None:
+    msg_id = client.execute(code)
+    while True:
+        try:
+            message = client.get_iopub_msg(timeout=30)
+        except queue.Empty:
+            raise RuntimeError("the raw kernel did not answer") from None
+        if (
+            message["parent_header"].get("msg_id") == msg_id
+            and message["msg_type"] == "status"
+            and message["content"]["execution_state"] == "idle"
+        ):
+            return
+
+
+def run() -> str:
+    from oi_local.computer import Computer
+
+    rows: list[tuple[str, float, float]] = []
+    computer = Computer()
+    manager, client = _raw_kernel()
+    try:
+        # kernel start: raw start, our first run, our first run after warm_up
+        start_raw = _time(lambda: _raw_kernel_and_stop())
+        first_run = _time(lambda: computer.run("python", "x = 1"))
+        warmed = Computer()
+        warmed.warm_up("python")
+        warmed._instance(warmed.get_language("python"))._warm_thread.join()
+        after_warm_up = _time(lambda: warmed.run("python", "x = 1"))
+        warmed.terminate()
+
+        computer.run("shell", "true")
+        node = shutil.which("node")
+        if node:
+            computer.run("javascript", "1")
+        shell, bash, python, raw, js, raw_node = [], [], [], [], [], []
+        for _ in range(ROUNDS):
+            shell.append(_time(lambda: computer.run("shell", "true")))
+            bash.append(_time(lambda: subprocess.run(["bash", "-c", "true"], check=True)))
+            python.append(_time(lambda: computer.run("python", "x = 1")))
+            raw.append(_time(lambda: _raw_execute(client, "x = 1")))
+            if node:
+                js.append(_time(lambda: computer.run("javascript", "1")))
+                raw_node.append(_time(lambda: subprocess.run([node, "-e", "1"], check=True)))
+        rows.append(("shell `true` (persistent bash) vs `bash -c true`", _median_ms(shell), _median_ms(bash)))
+        rows.append(("python `x = 1` vs raw jupyter_client execute", _median_ms(python), _median_ms(raw)))
+        if node:
+            rows.append(("javascript `1` (persistent node) vs `node -e 1`", _median_ms(js), _median_ms(raw_node)))
+
+        marked = statistics.median(_time(lambda: computer.run("python", LOOP)) for _ in range(3))
+        unmarked = statistics.median(_time(lambda: _raw_execute(client, LOOP)) for _ in range(3))
+        rows.append(("python loop of 10^6 additions: with active-line markers vs raw kernel", marked * 1000, unmarked * 1000))
+        rows.append(("first python run of a new Computer vs raw kernel start", first_run * 1000, start_raw * 1000))
+        rows.append(("first python run after warm_up() vs raw execute", after_warm_up * 1000, _median_ms(raw)))
+        waiting = statistics.median(_time(lambda: computer.run("shell", "read x")) for _ in range(3))
+        rows.append(("shell `read x`: detected and stopped (no baseline: checks every 0.25 s)", waiting * 1000, float("nan")))
+    finally:
+        computer.terminate()
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+    lines = [
+        "## Computer: per-run floor of code execution",
+        "",
+        f"Medians of {ROUNDS} interleaved rounds on this machine (ms; ratio = ours / baseline, lower is better).",
+        "Baselines: a fresh `bash -c true`, a raw jupyter_client execute on a second kernel, a fresh `node -e 1`.",
+        "",
+        "| what | ours (ms) | baseline (ms) | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, ours, base in rows:
+        ratio = "" if base != base else f"{ours / base:.2f}"
+        base_text = "" if base != base else f"{base:.1f}"
+        lines.append(f"| {label} | {ours:.1f} | {base_text} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def _raw_kernel_and_stop() -> None:
+    manager, client = _raw_kernel()
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+
+
+if __name__ == "__main__":
+    print(run())
