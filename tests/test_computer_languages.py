@@ -225,3 +225,11 @@ def test_safe_mode_without_semgrep_says_so_once():
     assert isinstance(report, SafetyReport) and report.scanned is False and report.safe is None
     assert "semgrep is not installed" in report.summary() and "NOT scanned" in report.summary()
     assert computer.safety_report("py", "print(2)") is None
+
+
+def test_languages_can_be_named_as_in_profiles():
+    computer = Computer(languages=[Upper])
+    computer.languages = ["python", "Shell"]
+    assert computer.language_names() == ["python", "shell"]
+    with pytest.raises(OiLocalError, match="cobol"):
+        computer.languages = ["cobol"]

@@ -20,6 +20,7 @@ from typing import Any
 from oi_local.computer.forbidden import DEFAULT_FORBIDDEN_COMMANDS, find_forbidden, refusal
 from oi_local.computer.languages.base import active_line, output, run_once_chunks
 from oi_local.computer.safe_mode import NOT_INSTALLED, SafetyReport, check_mode, scan, semgrep_path
+from oi_local.errors import OiLocalError
 
 # Names models write in fence tags, mapped to the language they mean (used when a language class has no
 # `aliases` of its own, e.g. a custom class named "python").
@@ -73,8 +74,11 @@ class Computer:
 
     @languages.setter
     def languages(self, value: list) -> None:
+        """Language classes (or instances); a name such as "python" picks that built-in language (as OI
+        profiles do with `computer.languages: [python, shell]`)."""
+        resolved = [_builtin(item) if isinstance(item, str) else item for item in value]
         self.terminate()  # the seed's tip: old languages must not keep their state
-        self._languages = list(value)
+        self._languages = resolved
 
     @property
     def safe_mode(self) -> str:
@@ -204,6 +208,16 @@ class Computer:
             self._semgrep_notice_given = True
             return SafetyReport(name, scanned=False, message=NOT_INSTALLED)
         return scan(name, code, config=self.semgrep_config)
+
+
+def _builtin(name: str) -> type:
+    from oi_local.computer.languages import default_languages
+
+    language = Computer(languages=default_languages()).get_language(name)
+    if language is None:
+        names = ", ".join(lang.name for lang in default_languages())
+        raise OiLocalError(f"computer.languages names {name!r}, which is not a language here; use some of: {names}.")
+    return language
 
 
 def _construct(language: type, computer: Computer) -> Any:

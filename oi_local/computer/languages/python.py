@@ -204,7 +204,7 @@ class Python:
             self._shutdown()
             try:
                 from jupyter_client import KernelManager
-                from jupyter_client.kernelspec import KernelSpec
+                from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
             except ImportError as error:
                 raise KernelStartError(
                     f"Python code cannot run: jupyter_client is not installed ({error}). "
@@ -217,12 +217,20 @@ class Python:
             ]
             self._runtime_dir = tempfile.mkdtemp(prefix="oi-local-kernel-")
             # IPC sockets in a private folder: no TCP port is opened, and nothing is left in the cwd.
+            spec = KernelSpec(argv=argv, display_name="oi-local python", language="python")
+
+            class ThisPython(KernelSpecManager):
+                # This interpreter (which has ipykernel), whatever "python3" kernelspec the user has installed.
+                def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+                    return spec
+
             manager = KernelManager(
+                kernel_spec_manager=ThisPython(),
+                kernel_name="oi-local-python",
                 transport="ipc",
                 ip=os.path.join(self._runtime_dir, "kernel"),
                 connection_file=os.path.join(self._runtime_dir, "connection.json"),
             )
-            manager._kernel_spec = KernelSpec(argv=argv, display_name="oi-local python", language="python")
             env = dict(os.environ)
             env.pop("PYTHONSTARTUP", None)
             env["PAGER"] = "cat"
