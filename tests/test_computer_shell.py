@@ -63,6 +63,7 @@ def test_output_is_streamed_while_the_command_runs(computer, tmp_path):
         "read answer",
         f"{sys.executable} -c 'input()'",
         "cat",
+        f"{sys.executable} -c 'import getpass; getpass.getpass()'",
         "sudo -S true",
     ],
 )
@@ -81,6 +82,13 @@ def test_a_command_waiting_for_input_is_stopped_and_explained(computer, tmp_path
     assert out.startswith("before\n") and "waiting for input" in out and "echo yes | command" in out
     assert "after" not in out.replace("[Stopped", "") and not marker.exists()
     assert text(computer.run("shell", "echo $state_before")) == "kept\n"
+
+
+def test_no_controlling_terminal_so_tty_prompts_fail_at_once(computer):
+    # sudo and ssh ask for passwords on /dev/tty, not stdin: without a terminal they fail instead of
+    # prompting on the user's screen.
+    out = text(computer.run("shell", f"{sys.executable} -c \"open('/dev/tty')\"; echo rc=$?"))
+    assert "No such device or address" in out and "rc=1" in out
 
 
 def test_a_pipe_inside_the_code_is_not_mistaken_for_waiting(computer):

@@ -206,6 +206,7 @@ class Shell:
         stopping_since: float | None = None
         escalation = 0
         interrupted = False
+        sigint_delay = 0.0
         suspects: set[int] = set()
         control = b""
         total_output = 0
@@ -268,7 +269,7 @@ class Shell:
                             pid = min(waiting & suspects)
                             yield output(_waiting_message(None if pid == process.pid else _command_line(pid)))
                             # End-of-file first: the program's own "no input" error is clearer than SIGINT.
-                            interrupted = None
+                            sigint_delay = 0.5
                             self._stop_requested.set()
                         suspects = waiting
                     if self._stop_requested.is_set():
@@ -277,12 +278,12 @@ class Shell:
                         if fifo_writer is not None:
                             os.close(fifo_writer)
                             fifo_writer = None
-                        if interrupted is not None:
+                        if sigint_delay == 0.0:
                             _signal_group(process.pid, signal.SIGINT)
                             interrupted = True
                 else:
                     waited = now - stopping_since
-                    if not interrupted and waited > 0.5:
+                    if not interrupted and waited >= sigint_delay:
                         interrupted = True
                         _signal_group(process.pid, signal.SIGINT)
                     if escalation == 0 and waited > 1.0:
