@@ -144,3 +144,13 @@ def test_a_dead_kernel_is_reported_and_replaced(computer):
 def test_aliases_reach_the_same_kernel(computer):
     computer.run("py", "shared = 'same'")
     assert text(computer.run("python3", "print(shared)")) == "same\n"
+
+
+def test_a_kernel_that_cannot_start_is_explained(monkeypatch):
+    monkeypatch.setattr("sys.executable", "/bin/false")
+    broken = Computer()
+    try:
+        out = text(broken.run("python", "1"))
+    finally:
+        broken.terminate()
+    assert "kernel did not start" in out and "ipykernel" in out

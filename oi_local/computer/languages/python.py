@@ -240,11 +240,15 @@ class Python:
                 client = manager.client()
                 client.start_channels()
                 client.wait_for_ready(timeout=60)
-            except Exception as error:
+            except BaseException as error:  # Ctrl-C while starting too: leave no kernel behind
                 try:
                     manager.shutdown_kernel(now=True)
                 except Exception:
                     pass
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+                self._runtime_dir = None
+                if not isinstance(error, Exception):
+                    raise
                 raise KernelStartError(
                     f"Python code cannot run: the IPython kernel did not start ({type(error).__name__}: {error}). "
                     f"Check that ipykernel is installed for {sys.executable} (`{sys.executable} -m pip install ipykernel`)."
