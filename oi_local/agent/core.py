@@ -154,6 +154,9 @@ class OpenInterpreter:
             parts.append(str(self.custom_instructions))
         if not self.llm.supports_functions and self.llm.execution_instructions:
             parts.append(str(self.llm.execution_instructions))
+        computer_message = getattr(self._computer, "system_message", None)
+        if isinstance(computer_message, str) and computer_message.strip():
+            parts.append(computer_message.strip())
         for language in getattr(self._computer, "languages", None) or []:
             extra = getattr(language, "system_message", None)
             if isinstance(extra, str) and extra.strip():
