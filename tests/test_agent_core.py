@@ -338,3 +338,25 @@ def test_a_failing_language_is_reported_to_the_model_not_raised(make):
     interpreter.computer.languages = [Broken]
     interpreter.chat("go", display=False)
     assert "kernel is gone" in script.sent(1)[-1]["content"]
+
+
+def test_litellm_is_imported_only_when_the_model_is_called_and_after_the_local_cost_map_is_set():
+    script = (
+        "import os, sys, socket\n"
+        "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
+        "from oi_local import interpreter, OpenInterpreter\n"
+        "interpreter.system_message; OpenInterpreter().llm.model\n"
+        "assert 'litellm' not in sys.modules, 'litellm imported too early'\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "i = OpenInterpreter(conversation_history=False)\n"
+        "i.llm.model, i.llm.api_base, i.llm.timeout = 'openai/x', f'http://127.0.0.1:{port}/v1', 10\n"
+        "from oi_local.errors import OiLocalError\n"
+        "try:\n"
+        "    i.chat('hi', display=False)\n"
+        "except OiLocalError as e:\n"
+        "    assert f'127.0.0.1:{port}' in str(e)\n"
+        "assert 'litellm' in sys.modules and os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] == 'True'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -222,8 +222,11 @@ def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mi
 
 
 def litellm_completions(**params: Any) -> Iterator[Any]:
-    """The default completions function: litellm, imported here with its cost map read locally."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    """The default completions function: litellm, imported here with its cost map read locally and no
+    telemetry (oi_local.offline's environment, set before the import)."""
+    from oi_local.offline import apply as apply_offline_environment
+
+    apply_offline_environment()
     import litellm
 
     litellm.telemetry = False
