@@ -130,3 +130,83 @@ def test_edit_uses_visual_before_editor(tmp_path):
     editor.write_text("#!/bin/sh\necho edited > \"$1\"\n")
     editor.chmod(0o755)
     assert confirmation.edit_code("x", "python", environ={"VISUAL": str(editor), "EDITOR": "false"}) == "edited\n"
+
+
+# -- the real agent (OpenInterpreter) with a scripted model through llm.completions ---------------------
+
+def real_agent(tmp_path):
+    from oi_local.agent.core import OpenInterpreter
+
+    def completions(messages, **kwargs):
+        last = messages[-1]["content"]
+        if "compute" in str(last):
+            yield "Computing.\n```python\nprint(6 * 7)\n```"
+        else:
+            yield "Finished."
+
+    agent = OpenInterpreter(conversation_history_path=str(tmp_path / "conversations"))
+    agent.llm.completions = completions
+    agent.llm.model = "scripted"
+    return agent
+
+
+def test_real_agent_decline_runs_nothing_and_is_saved(tmp_path):
+    agent = real_agent(tmp_path)
+    out = io.StringIO()
+    render(agent, "please compute 6*7", display=PlainDisplay(out), read=answers("n"))
+    assert agent.messages[-1]["content"] == confirmation.DECLINED
+    assert not [m for m in agent.messages if m["type"] == "console"]
+    saved = list((tmp_path / "conversations").glob("*.json"))
+    assert len(saved) == 1 and confirmation.DECLINED in saved[0].read_text()
+
+
+def test_real_agent_runs_the_edited_code(tmp_path, monkeypatch):
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/6 \\* 7/6 * 8/' \"$1\"\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    agent = real_agent(tmp_path)
+    out = io.StringIO()
+    try:
+        render(agent, "please compute 6*7", display=PlainDisplay(out), read=answers("e"))
+    finally:
+        agent.computer.terminate()
+    code = [m for m in agent.messages if m["type"] == "code"]
+    output = [m for m in agent.messages if m["type"] == "console"]
+    assert code[0]["content"].strip() == "print(6 * 8)"
+    assert output[0]["content"].strip() == "48"
+    assert "Finished." in out.getvalue()
+
+
+def test_safe_mode_auto_scans_and_asks_even_with_auto_run():
+    turn = RecordedTurn()
+    turn.auto_run = True
+    turn.safe_mode = "auto"
+    read = answers("n")
+    text, _ = run_plain(turn, read)
+    assert read.asked == [confirmation.QUESTION] and turn.executed == []
+    assert "semgrep" in text  # the scan's result, or the plain statement that it could not scan
+
+
+def test_safe_mode_ask_asks_before_scanning():
+    from oi_local.terminal.render import SCAN_QUESTION
+
+    turn = RecordedTurn()
+    turn.safe_mode = "ask"
+    read = answers("n", "y")
+    text, _ = run_plain(turn, read)
+    assert read.asked == [SCAN_QUESTION, confirmation.QUESTION]
+    assert "semgrep" not in text and turn.executed == ["print(6 * 7)"]
+
+
+def test_rich_display_says_when_code_printed_nothing():
+    out = io.StringIO()
+    display = RichDisplay(out)
+    display.chunk({"role": "assistant", "type": "code", "format": "python", "start": True})
+    display.chunk({"role": "assistant", "type": "code", "format": "python", "content": "x = 1"})
+    display.chunk({"role": "computer", "type": "console", "start": True})
+    display.chunk({"role": "computer", "type": "console", "format": "active_line", "content": None})
+    display.chunk({"role": "computer", "type": "console", "end": True})
+    display.close()
+    assert "(no output)" in out.getvalue()

@@ -99,6 +99,7 @@ class _CodeView:
         self.output = ""
         self.active_line: int | None = None
         self.live = True
+        self.ran = False  # console chunks came: the code ran (so "no output" is worth saying)
 
     def __rich__(self) -> Any:
         from rich.console import Group
@@ -124,6 +125,8 @@ class _CodeView:
                 if len(lines) > LIVE_OUTPUT_LINES:
                     text = "\n".join(["...", *lines[-LIVE_OUTPUT_LINES:]])
             parts.append(Panel(Text(text), title="output", title_align="left", border_style="green"))
+        elif self.ran and not self.live:
+            parts.append(Text("(no output)", style="dim"))
         return Group(*parts)
 
 
@@ -184,6 +187,7 @@ class RichDisplay:
             if self.kind != "code" or self.view is None:
                 self.view = _CodeView(chunk.get("format") if chunk.get("format") not in ("output", "active_line") else None)
                 self._start("code", self.view)
+            self.view.ran = True
             if chunk.get("format") == "active_line":
                 self.view.active_line = int(content) if content not in (None, "") else None
                 self._refresh()
