@@ -360,3 +360,18 @@ def test_litellm_is_imported_only_when_the_model_is_called_and_after_the_local_c
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_stream_with_display_yields_the_same_chunks_and_shows_them(make, capsys):
+    interpreter, _ = make(CODE_REPLY, "The result is about 1.42.", plain=True)
+    chunks = list(interpreter.chat("What's 34/24?", stream=True, display=True))
+    assert any(c["type"] == "confirmation" for c in chunks)
+    shown = capsys.readouterr().out
+    assert "print(34 / 24)" in shown and "1.4166666666666667" in shown and "about 1.42" in shown
+
+
+def test_chat_with_display_renders_through_the_terminal_and_returns_the_new_messages(make, capsys):
+    interpreter, _ = make(CODE_REPLY, "The result is about 1.42.", plain=True, auto_run=True)
+    new = interpreter.chat("What's 34/24?")
+    assert [m["type"] for m in new] == ["message", "message", "code", "console", "message"]
+    assert "1.4166666666666667" in capsys.readouterr().out

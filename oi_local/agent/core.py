@@ -181,11 +181,11 @@ class OpenInterpreter:
     # -- chat -----------------------------------------------------------------------------------------
 
     def chat(self, message: Any = None, display: bool = True, stream: bool = False) -> Any:
-        """The seed's chat(): with stream=True a generator of LMC chunks (display is ignored: the caller
-        shows them); otherwise the new messages, shown in the terminal when display is True. With no
-        message and display=True, an interactive chat in the terminal."""
+        """The seed's chat(): with stream=True a generator of LMC chunks (also shown in the terminal when
+        display is True; the caller answers confirmations); otherwise the new messages, shown in the terminal
+        when display is True. With no message and display=True, an interactive chat in the terminal."""
         if stream:
-            return self._stream(message)
+            return self._stream_and_show(message) if display else self._stream(message)
         if display:
             from oi_local.terminal import chat_loop, render
 
@@ -210,6 +210,18 @@ class OpenInterpreter:
         start = len(self._messages)
         self._messages.extend(lmc.normalize(message))
         return start
+
+    def _stream_and_show(self, message: Any) -> Iterator[dict]:
+        from oi_local.terminal.display import make_display
+
+        display = make_display(self.plain)
+        try:
+            for chunk in self._stream(message):
+                if chunk.get("type") != "confirmation":
+                    display.chunk(chunk)
+                yield chunk
+        finally:
+            display.close()
 
     def _stream(self, message: Any) -> Iterator[dict]:
         self._accept(message)
