@@ -50,23 +50,25 @@ interpreter.auto_run = False
 
 
 class Pane:
-    """One tmux session running one command."""
+    """One tmux session running one command, on a tmux server of its own (its own socket): a test never
+    races another test's server shutting down."""
 
     def __init__(self, command: str, env: dict[str, str], cwd: Path, width: int = 120, height: int = 45) -> None:
         self.name = f"oi-test-{secrets.token_hex(4)}"
+        self.tmux = ["tmux", "-L", self.name]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), "-c", str(cwd),
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), "-c", str(cwd),
              f"env {exports} {command}; echo EXITED-$?; sleep 30"],
             check=True,
         )
 
     def screen(self) -> str:
-        result = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True)
+        result = subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True)
         return result.stdout
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def type(self, text: str) -> None:
         self.send("-l", text)
@@ -83,7 +85,7 @@ class Pane:
         raise AssertionError(f"{pattern!r} did not appear in {timeout}s; the screen:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
