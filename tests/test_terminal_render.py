@@ -210,3 +210,18 @@ def test_rich_display_says_when_code_printed_nothing():
     display.chunk({"role": "computer", "type": "console", "end": True})
     display.close()
     assert "(no output)" in out.getvalue()
+
+
+def test_real_agent_safe_mode_auto_reports_the_scan_before_asking(tmp_path):
+    agent = real_agent(tmp_path)
+    agent.safe_mode = "auto"
+    agent.auto_run = True
+    out = io.StringIO()
+    read = answers("n")
+    try:
+        render(agent, "please compute 6*7", display=PlainDisplay(out), read=read)
+    finally:
+        agent.computer.terminate()
+    assert read.asked == [confirmation.QUESTION]
+    assert "semgrep" in out.getvalue()  # found issues, none, or plainly: not installed, not scanned
+    assert not [m for m in agent.messages if m["type"] == "console"]
