@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-HEAVY = ("litellm", "llama_cpp", "jupyter_client", "huggingface_hub", "ipykernel", "openai", "questionary")
+# rich too: importing it costs several times a bare Python start (bench/bench_startup.py)
+HEAVY = ("litellm", "llama_cpp", "jupyter_client", "huggingface_hub", "ipykernel", "openai", "questionary", "rich")
 
 PROBE = """
 import json, sys

@@ -157,7 +157,11 @@ def test_ctrl_c_during_a_long_cell_returns_to_the_prompt_and_a_second_quits(scri
     pane.send("C-c")
     screen = pane.wait_for(r"Stopped \(Ctrl-C\)", timeout=20)
     assert not re.search(r"│ woke up", screen)  # the cell did not finish (its code says print('woke up'))
-    # back at the prompt: it takes a magic command
+    # back at the prompt, and Python still runs code
+    pane.type("TASK-MULTIPLY please")
+    pane.wait_for(re.escape(QUESTION) + r"\s*$", timeout=30, after=mark)
+    pane.type("y")
+    pane.wait_for(r"│ 42 ", timeout=60, after=mark)
     pane.type("%tokens")
     pane.wait_for(r"Tokens sent with the next request", timeout=20, after=mark)
     pane.send("C-c")
