@@ -196,6 +196,20 @@ def test_magic_commands_in_the_terminal(scripted, tmp_path):
     pane.wait_for(r"%jupyter", timeout=10)
 
 
+def test_multi_line_message(scripted):
+    pane = scripted("--multi_line")
+    pane.type("'''")
+    pane.type("first line")
+    pane.type("TASK-MULTIPLY on the second line")
+    pane.wait_for(r"^TASK-MULTIPLY on the second line", timeout=10)
+    time.sleep(1)
+    screen = pane.screen()
+    assert QUESTION not in screen and "Done, the task" not in screen  # still reading: nothing was sent yet
+    pane.type("'''")
+    pane.wait_for(re.escape(QUESTION), timeout=30)
+    pane.type("n")
+
+
 def test_plain_mode_prints_no_escape_codes(tmp_path, terminal_env):
     profile = tmp_path / "scripted.py"
     profile.write_text(SCRIPTED_PROFILE)
