@@ -68,7 +68,7 @@ def test_one_shot_against_a_custom_url(tmp_path, llama_server):
     home = tmp_path / "home"
     result = run_cli(
         ["--local", "--provider", "custom", "--api_base", llama_server.base_url, "--api_key", llama_server.api_key,
-         "--model", "smollm2-135m", "-y", "Reply with one word: hello"], home,
+         "--model", "smollm2-135m", "Reply with one word: hello"], home,
     )
     assert result.returncode == 0, result.stderr
     assert f"Model smollm2-135m via Custom OpenAI-compatible URL at {llama_server.base_url} · context 3000 · max tokens 1000" in result.stdout
