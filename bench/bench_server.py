@@ -48,7 +48,7 @@ def _status(port: int, key: str) -> int | None:
 def _raw_command(model: Path, port: int, key: str, threads: int) -> list[str]:
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "bench",
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_gpu_layers", "0",
-            "--n_threads", str(threads), "--api_key", key]
+            "--n_threads", str(threads), "--api_key", key, "--logits_all", "False"]
 
 
 def raw_ready(model: Path, log_dir: Path, threads: int) -> float:

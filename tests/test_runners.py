@@ -70,7 +70,7 @@ def test_llamacpp_command_has_every_setting(test_model_path):
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs == {"--model": str(test_model_path), "--model_alias": "smol", "--host": "127.0.0.1",
                      "--port": "4321", "--n_ctx": "2048", "--n_gpu_layers": "0", "--n_threads": "3",
-                     "--api_key": "k"}
+                     "--api_key": "k", "--logits_all": "False"}
     assert "--chat_format" not in argv  # the GGUF's own template is used
     assert llamacpp.command(test_model_path, FIT, model_id="s", host="127.0.0.1", port=1, api_key="k", threads=1,
                             chat_format="chatml")[-2:] == ["--chat_format", "chatml"]

@@ -50,6 +50,9 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         "--n_gpu_layers", str(fit.n_gpu_layers),
         "--n_threads", str(threads),
         "--api_key", api_key,
+        # The server keeps logits for every position by default (n_ctx x vocabulary x 4 bytes): memory the
+        # fit does not count and chat completions never use.
+        "--logits_all", "False",
     ]
     if chat_format:
         argv += ["--chat_format", chat_format]
