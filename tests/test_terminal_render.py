@@ -225,3 +225,26 @@ def test_real_agent_safe_mode_auto_reports_the_scan_before_asking(tmp_path):
     assert read.asked == [confirmation.QUESTION]
     assert "semgrep" in out.getvalue()  # found issues, none, or plainly: not installed, not scanned
     assert not [m for m in agent.messages if m["type"] == "console"]
+
+
+def test_two_blocks_in_one_reply_each_output_under_its_own_code(tmp_path):
+    from oi_local.agent.core import OpenInterpreter
+
+    def completions(messages, **kwargs):
+        if "TWO-BLOCKS" in str(messages[-1]["content"]):
+            yield "First:\n```python\nprint('one' * 1)\n```\nThen:\n```python\nprint('two' * 1)\n```"
+        else:
+            yield "Finished."
+
+    agent = OpenInterpreter(conversation_history=False)
+    agent.llm.completions = completions
+    agent.llm.model = "scripted"
+    agent.auto_run = True
+    out = io.StringIO()
+    try:
+        render(agent, "run TWO-BLOCKS", display=PlainDisplay(out), read=answers())
+    finally:
+        agent.computer.terminate()
+    text = out.getvalue()
+    assert text.rindex("print('one' * 1)") < text.index("one\n") < text.rindex("print('two' * 1)") < text.index("two\n")
+    assert text.count("Finished.") == 1

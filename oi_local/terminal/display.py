@@ -30,6 +30,7 @@ class PlainDisplay:
         self.out = stream or sys.stdout
         self.kind: str | None = None  # "message" | "code" | "console" while a block is open
         self.at_line_start = True
+        self.last_code = ""  # the code block printed last, to know whether code about to run is on screen
 
     def _write(self, text: str) -> None:
         if text:
@@ -49,8 +50,12 @@ class PlainDisplay:
                 self.kind = kind
                 if kind == "code":
                     self._write(f"```{chunk.get('format') or ''}\n")
+            if chunk.get("start") and kind == "code":
+                self.last_code = ""
             if isinstance(chunk.get("content"), str):
                 self._write(chunk["content"])
+                if kind == "code":
+                    self.last_code += chunk["content"]
             if chunk.get("end"):
                 self.end_block()
         elif kind == "console":
@@ -69,7 +74,11 @@ class PlainDisplay:
             self._write(chunk["content"] + "\n")
 
     def show_code(self, language: str | None, code: str) -> None:
-        """Plain text printed the code already; its output follows."""
+        """Print the code about to run unless it is the block printed last (its output follows)."""
+        if code.strip() != self.last_code.strip():
+            self.end_block()
+            self._write(f"```{language or ''}\n{code.rstrip()}\n```\n")
+        self.last_code = ""
 
     def end_block(self) -> None:
         if self.kind == "code":
@@ -204,7 +213,10 @@ class RichDisplay:
             self.console.print(content, style="dim", markup=False)
 
     def show_code(self, language: str | None, code: str) -> None:
-        """Open a code block for code that is about to run (after the confirmation prompt)."""
+        """Open a code block for code about to run, unless it is the block still on screen, not yet run."""
+        view = self.view
+        if self.kind == "code" and view is not None and not view.ran and view.code.strip() == code.strip():
+            return
         self.view = _CodeView(language)
         self.view.code = code
         self._start("code", self.view)

@@ -53,10 +53,11 @@ def _confirm(interpreter: Any, chunk: dict[str, Any], display: PlainDisplay | Ri
     With safe_mode on, code is never run without asking (as in Open Interpreter), and is scanned first:
     always with "auto", when the user says so with "ask"."""
     safe_mode = str(getattr(interpreter, "safe_mode", "off") or "off")
+    language, code = confirmation.code_of(chunk)
     if interpreter.auto_run and safe_mode == "off":
+        display.show_code(language, code)  # a reply with several blocks: the output goes under its own code
         return True
     display.end_block()
-    language, code = confirmation.code_of(chunk)
     if safe_mode in ("ask", "auto"):
         scan_before_running(interpreter, safe_mode, language, code, display, read)
     while True:
