@@ -50,6 +50,7 @@ class HubStandin:
     wrong_bytes: bool = False  # serve corrupted content under the real file's headers
     token: str | None = None  # when set, requests must carry `Authorization: Bearer <token>`
     ignore_range: bool = False  # answer every GET with the whole file (200), as some proxies do
+    gated: bool = False  # answer like a gated repo whose licence the token's user has not accepted
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     bytes_served: int = 0
@@ -149,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub._record(RequestRecord(self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
         if hub.token is not None and self.headers.get("Authorization") != f"Bearer {hub.token}":
             return self._error(401, "RepoNotFound", "Invalid credentials in Authorization header")
+        if hub.gated:
+            return self._error(403, "GatedRepo", "Access to this model is restricted: accept its conditions")
         match = _RESOLVE.match(path)
         if not match:
             return self._error(404, "RepoNotFound", "Repository not found")

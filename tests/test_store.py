@@ -64,6 +64,7 @@ def hub(hub_server, monkeypatch):
     hub_server.wrong_bytes = False
     hub_server.token = None
     hub_server.ignore_range = False
+    hub_server.gated = False
     monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -121,6 +122,14 @@ def test_pinned_revision_and_token_are_sent(hub, blobs, models, monkeypatch):
     assert model.verified is True
     assert all(r.authorization == "Bearer hf_secret" for r in hub.requests)
     assert {r.path for r in hub.requests} == {f"/{REPO}/resolve/{hub.commit}/small.gguf"}
+
+
+def test_gated_repo_says_what_to_do(hub, blobs, models):
+    hub.gated = True
+    entry = entry_for(blobs, "small.gguf")
+    with pytest.raises(OiLocalError, match="gated.*accept its licence.*HF_TOKEN"):
+        ModelStore(models, [entry]).ensure(entry, progress=False)
+    assert hub.count("GET") == 0
 
 
 def test_missing_file_on_the_hub_is_a_clear_error(hub, blobs, models):
