@@ -115,13 +115,14 @@ def find_profile(name_or_path: str, paths: AppPaths) -> Path:
     """The file for a profile name (looked up in the profiles folder) or a path."""
     install_shipped(paths)
     given = Path(name_or_path).expanduser()
-    if given.is_file():
-        return given
-    if not (given.is_absolute() or len(given.parts) > 1):
+    bare_name = not given.is_absolute() and "/" not in name_or_path and "\\" not in name_or_path
+    if bare_name:  # the profiles folder first; a path (./x.yaml) means that file
         for candidate in (name_or_path, f"{name_or_path}.yaml", f"{name_or_path}.yml", f"{name_or_path}.py"):
             path = paths.profiles / candidate
             if path.is_file():
                 return path
+    if given.is_file():
+        return given
     names = ", ".join(available(paths)) or "none"
     raise ProfileError(
         f"There is no profile {name_or_path!r}: it is neither a file nor a profile in {paths.profiles} "

@@ -160,3 +160,13 @@ def test_real_agent_takes_a_profile(paths):
     assert interpreter.custom_instructions == "be brief"
     assert profile[profiles.FILE_KEY] == paths.profiles / "default.yaml"
 
+
+
+def test_a_bare_name_means_the_profiles_folder_before_the_current_folder(paths, tmp_path, monkeypatch):
+    write(paths, "mine.yaml", "custom_instructions: from the folder\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("custom_instructions: from the current folder\n")
+    assert profiles.load_profile("mine.yaml", paths)["custom_instructions"] == "from the folder"
+    assert profiles.load_profile("./mine.yaml", paths)["custom_instructions"] == "from the current folder"
+    (tmp_path / "only_here.yaml").write_text("custom_instructions: only here\n")
+    assert profiles.load_profile("only_here.yaml", paths)["custom_instructions"] == "only here"
