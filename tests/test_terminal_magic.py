@@ -146,3 +146,15 @@ def test_ctrl_c_stops_a_run_then_ctrl_c_at_the_prompt_quits(capsys):
 
 def test_chat_loop_ends_at_end_of_input():
     assert chat_loop(RecordedTurn(), plain=True, read=answers()) == 0
+
+
+def test_ctrl_c_in_a_magic_command_returns_to_the_prompt(capsys):
+    turn = RecordedTurn()
+
+    def interrupted_reset():
+        raise KeyboardInterrupt
+
+    turn.reset = interrupted_reset
+    read = answers("%reset", "%help", KeyboardInterrupt)
+    assert chat_loop(turn, plain=True, read=read) == 0
+    assert read.asked.count("> ") == 3 and "%jupyter" in capsys.readouterr().out

@@ -39,7 +39,11 @@ def chat_loop(
         if message.strip():
             try:
                 if magic.is_magic(message):
-                    magic.handle(interpreter, message, display)
+                    try:
+                        magic.handle(interpreter, message, display)
+                    except KeyboardInterrupt:  # e.g. a slow %tokens: back to the prompt, as for a turn
+                        display.close()
+                        display.notice("Stopped (Ctrl-C).")
                 else:
                     render(interpreter, message, display=display, read=read)
             except OiLocalError as error:  # the endpoint failed, a budget is spent...: say so, keep chatting
