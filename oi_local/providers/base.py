@@ -168,6 +168,7 @@ class ManagedChild:
         )
         self.endpoint = None
         atexit.register(self.stop)
+        _stop_on_sigterm(self)
 
     @property
     def pid(self) -> int:
@@ -204,6 +205,31 @@ class ManagedChild:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stop_on_sigterm(child: ManagedChild) -> None:
+    """SIGTERM/SIGHUP skip atexit: stop the child first, then let the previous handler (or the default) act."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is None:
+            continue
+        previous = signal.getsignal(signum)
+
+        def handler(number, frame, previous=previous):
+            child.stop()
+            if callable(previous):
+                previous(number, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(number, signal.SIG_DFL)
+                os.kill(os.getpid(), number)
+
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, OSError):
+            pass
 
 
 def wait_until(check, *, timeout: float, interval: float = 0.1) -> bool:
