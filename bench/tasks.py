@@ -24,7 +24,7 @@ TASKS: list[BenchTask] = [
     BenchTask("multiply", "arithmetic", "What is 17 * 23?", "391"),
     BenchTask("power", "arithmetic", "What is 2 to the power of 10?", "1024"),
     BenchTask("sum-range", "arithmetic", "What is the sum of the whole numbers from 1 to 100?", "5050"),
-    BenchTask("divide", "arithmetic", "What is 144 divided by 12?", "12"),
+    BenchTask("divide", "arithmetic", "What is 156 divided by 12?", "13"),
     BenchTask("string-length", "arithmetic", 'How many characters are in the string "open interpreter"?', "16"),
     BenchTask("list-files", "shell", "List the files in the current directory.", "alpha.txt",
               files={"alpha.txt": "a\n", "beta.txt": "b\n"}),

@@ -67,6 +67,7 @@ class OpenInterpreter:
         self.max_turns = 16  # model replies per chat() call: a small model can otherwise write code forever
         self.stop_on_repeated_code = False  # local defaults: a block identical to one already run ends the turn
         self.system_message = system_message
+        self.example_messages: list[dict] = []  # worked example turns sent after the system message
         self.custom_instructions = custom_instructions
         self.user_message_template = user_message_template
         self.always_apply_user_message_template = always_apply_user_message_template
@@ -145,6 +146,7 @@ class OpenInterpreter:
         self.code_output_template = variant.code_output_template
         self.empty_code_output_template = variant.empty_code_output_template
         self.code_output_sender = variant.code_output_sender
+        self.example_messages = [{"role": role, "content": content} for role, content in variant.examples]
         for name, value in variant.settings.items():
             setattr(self, name, value)
 
@@ -176,7 +178,18 @@ class OpenInterpreter:
 
     def llm_messages(self) -> list[dict]:
         """What the model is sent next (before trimming to the context window)."""
-        return lmc.to_llm_messages(self._messages, self.full_system_message(), self.templates())
+        converted = lmc.to_llm_messages(self._messages, self.full_system_message(), self.templates())
+        if not self.example_messages:
+            return converted
+        head = 1 if converted and converted[0]["role"] == "system" else 0
+        return converted[:head] + [dict(m) for m in self.example_messages] + converted[head:]
+
+    def _protected_head(self, llm_messages: list[dict]) -> int | None:
+        """Trimming keeps the system message, the example turns and the user's first task."""
+        if not self.example_messages:
+            return None
+        head = (1 if llm_messages and llm_messages[0]["role"] == "system" else 0) + len(self.example_messages)
+        return min(head + 1, len(llm_messages))
 
     # -- chat -----------------------------------------------------------------------------------------
 
@@ -267,7 +280,7 @@ class OpenInterpreter:
             self._note(f"sending {len(llm_messages)} messages to {self.llm.model} at {self.llm.api_base}")
         parser = FenceParser()
         reply: list[dict] = []
-        pieces = self.llm.run(llm_messages)
+        pieces = self.llm.run(llm_messages, keep_head=self._protected_head(llm_messages))
         try:
             for piece in pieces:
                 for chunk in parser.feed(piece):

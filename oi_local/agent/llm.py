@@ -135,16 +135,20 @@ def merge_consecutive(messages: list[dict]) -> list[dict]:
     return merged
 
 
-def trim_messages(messages: list[dict], budget: int, count: Callable[[list[dict]], int]) -> list[dict]:
-    """Fit `messages` into `budget` tokens: keep the system message and the user's first task, drop whole
-    messages from the middle (oldest first), and as a last resort cut the middle out of the longest text."""
+def trim_messages(
+    messages: list[dict], budget: int, count: Callable[[list[dict]], int], keep_head: int | None = None
+) -> list[dict]:
+    """Fit `messages` into `budget` tokens: keep the system message and the user's first task (or the first
+    `keep_head` messages), drop whole messages from the middle (oldest first), and as a last resort cut the
+    middle out of the longest text."""
     if count(messages) <= budget:
         return messages
-    keep_head = 0
-    if messages and messages[0]["role"] == "system":
-        keep_head = 1
-    if len(messages) > keep_head and messages[keep_head]["role"] == "user":
-        keep_head += 1
+    if keep_head is None:
+        keep_head = 0
+        if messages and messages[0]["role"] == "system":
+            keep_head = 1
+        if len(messages) > keep_head and messages[keep_head]["role"] == "user":
+            keep_head += 1
     head, middle = list(messages[:keep_head]), list(messages[keep_head:])
     while len(middle) > 1 and count(head + middle) > budget:
         middle.pop(0)
@@ -274,12 +278,12 @@ class Llm:
             return self.token_counter.count(messages)
         return self.token_counter.count_messages(messages)
 
-    def fit_to_context(self, messages: list[dict]) -> list[dict]:
+    def fit_to_context(self, messages: list[dict], keep_head: int | None = None) -> list[dict]:
         if not self.context_window:
             return messages
         reply_room = self.max_tokens or min(1024, self.context_window // 4)
         budget = max(self.context_window - reply_room - self.trim_margin, 64)
-        return trim_messages(messages, budget, self.count_tokens)
+        return trim_messages(messages, budget, self.count_tokens, keep_head)
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -312,10 +316,11 @@ class Llm:
         params.update(self.extra_body)
         return params
 
-    def run(self, messages: list[dict]) -> Iterator[str]:
-        """Stream the reply to `messages` (OpenAI format) as text pieces. Endpoint failures from the default
-        completions become OiLocalError naming the server; a custom function's errors pass through."""
-        messages = self.fit_to_context(messages)
+    def run(self, messages: list[dict], keep_head: int | None = None) -> Iterator[str]:
+        """Stream the reply to `messages` (OpenAI format) as text pieces, trimmed to the context window
+        (never the first `keep_head` messages). Endpoint failures from the default completions become
+        OiLocalError naming the server; a custom function's errors pass through."""
+        messages = self.fit_to_context(messages, keep_head)
         self.last_prompt_tokens = self.count_tokens(messages)
         self.last_completion_chars = 0
         params = self.request_params(messages)

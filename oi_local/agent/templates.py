@@ -46,6 +46,7 @@ class PromptVariant:
     )
     code_output_sender: str = "user"
     notes: str = ""
+    examples: tuple[tuple[str, str], ...] = ()  # (role, content) turns shown before the conversation
     settings: dict = field(default_factory=dict)
 
 
@@ -97,7 +98,36 @@ EXAMPLE_AND_REMINDER = PromptVariant(
     notes="As worked-example, with a one-line reminder wrapped around the last user message.",
 )
 
-LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, WORKED_EXAMPLE, EXAMPLE_AND_REMINDER)}
+_ANSWER_PROMPT = "Using this output, answer my question in one short sentence."
+
+# The worked examples as real conversation turns (small models imitate turns better than descriptions).
+EXAMPLE_TURNS = PromptVariant(
+    name="example-turns",
+    system_message=(
+        "You are a helpful assistant that answers by running code on the user's computer. "
+        "Reply with exactly one ```python or ```shell code block that prints the answer, and nothing else. "
+        "When you get the output, answer in one short sentence."
+    ),
+    execution_instructions="",
+    user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
+    code_output_template="Output: {content}\n\n" + _ANSWER_PROMPT,
+    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
+    examples=(
+        ("user", "What is 15 * 4?"),
+        ("assistant", "```python\nprint(15 * 4)\n```"),
+        ("user", "Output: 60\n\n" + _ANSWER_PROMPT),
+        ("assistant", "15 * 4 is 60."),
+        ("user", "Show the files in the current folder."),
+        ("assistant", "```shell\nls\n```"),
+        ("user", "Output: report.pdf\ntodo.txt\n\n" + _ANSWER_PROMPT),
+        ("assistant", "The folder holds report.pdf and todo.txt."),
+    ),
+    notes="Short system message; two worked examples (python, shell) as real conversation turns; reminder.",
+)
+
+LOCAL_VARIANTS: dict[str, PromptVariant] = {
+    v.name: v for v in (OI_BASELINE, WORKED_EXAMPLE, EXAMPLE_AND_REMINDER, EXAMPLE_TURNS)
+}
 
 # Chosen by measurement (bench/bench_agent.py); see the module docstring.
 LOCAL_DEFAULT = EXAMPLE_AND_REMINDER
