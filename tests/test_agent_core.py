@@ -375,3 +375,22 @@ def test_chat_with_display_renders_through_the_terminal_and_returns_the_new_mess
     new = interpreter.chat("What's 34/24?")
     assert [m["type"] for m in new] == ["message", "message", "code", "console", "message"]
     assert "1.4166666666666667" in capsys.readouterr().out
+
+
+def test_example_turns_follow_the_system_message_and_survive_trimming(make):
+    from oi_local.agent.templates import EXAMPLE_TURNS
+
+    interpreter, script = make("ok")
+    interpreter.apply_prompt_variant(EXAMPLE_TURNS)
+    interpreter.llm.context_window, interpreter.llm.max_tokens = 1200, 100
+    interpreter.messages = [{"role": "user", "type": "message", "content": "FIRST TASK"}] + [
+        {"role": "assistant" if n % 2 else "user", "type": "message", "content": f"filler {n} " + "x" * 300}
+        for n in range(1, 12)
+    ]
+    interpreter.chat("LAST", display=False)
+    sent = script.sent()
+    examples = [{"role": r, "content": c} for r, c in EXAMPLE_TURNS.examples]
+    assert sent[0]["role"] == "system" and sent[1:1 + len(examples)] == examples
+    assert sent[1 + len(examples)]["content"].startswith("FIRST TASK")
+    assert "filler 1 " not in str(sent)  # the oldest middle messages were dropped
+    assert sent[-1]["content"].startswith("LAST")
