@@ -6,7 +6,7 @@ The only module of local mode that asks questions. Escape goes back one level; C
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,14 +112,24 @@ def survey(paths: AppPaths, *, api_base: str | None = None) -> tuple[Any, dict[s
         except Exception as error:  # a broken probe must not hide the other providers
             return ProviderStatus(False, False, f"could not check ({type(error).__name__}: {error})")
 
-    with ThreadPoolExecutor(max_workers=len(providers.ORDER) + 1) as pool:
-        hw_future = pool.submit(hardware.probe, paths.models)
-        futures = {name: pool.submit(detect, name) for name in providers.ORDER}
-        statuses = {name: f.result() for name, f in futures.items()}
+    results: dict[str, object] = {}
+
+    def work(key: str, fn, *args) -> None:
         try:
-            hw = hw_future.result()
+            results[key] = fn(*args)
         except Exception:
-            hw = None
+            results[key] = None
+
+    threads = [threading.Thread(target=work, args=("hw", hardware.probe, paths.models), daemon=True)]
+    threads += [threading.Thread(target=work, args=(name, detect, name), daemon=True) for name in providers.ORDER]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hw = results.get("hw")
+    statuses = {
+        name: results.get(name) or ProviderStatus(False, False, "could not check") for name in providers.ORDER
+    }
     return hw, statuses
 
 
