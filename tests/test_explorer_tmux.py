@@ -259,3 +259,41 @@ def test_ollama_installed_not_running_is_started_then_pulls(tmp_path, env_nothin
     from oi_local.providers import ollama
 
     assert ollama.server_version(f"127.0.0.1:{port}", timeout=1.0) is None  # the started server is gone
+
+
+def test_import_a_file_from_the_menu(tmp_path, env_nothing_running, session, test_model_path):
+    """"Import a file…" registers a .gguf with the store, fits it, serves it; then Ctrl-C leaves cleanly."""
+    own = tmp_path / "my-models" / "my-smol.gguf"
+    own.parent.mkdir()
+    own.symlink_to(test_model_path)
+    home = tmp_path / "home"
+    t = session(home, "--local", env_nothing_running)
+    t.wait_for("Custom OpenAI-compatible URL")
+    t.send("Enter")
+    screen = t.wait_for("llama.cpp (built in, GGUF): choose a model")
+    assert "on disk" not in screen  # nothing on disk yet
+    t.send("Up", "Up")  # wrapping from the first entry: Back, then Import a file…
+    time.sleep(0.3)
+    assert "» Import a file…" in t.screen()
+    t.send("Enter")
+    t.wait_for("Path to a .gguf file:")
+    t.type(str(tmp_path / "nope.gguf"))
+    t.wait_for("No such file")
+    t.send("C-u")
+    t.type(str(own))
+    time.sleep(0.3)
+    t.send("Enter")
+    screen = t.wait_for(" via llama.cpp (built in, GGUF) at http://127.0.0.1:", timeout=90)
+    # The store names the file by what it is: the catalog's id when its sha256 matches a catalog entry.
+    model_id = screen.split(" via llama.cpp (built in, GGUF)")[0].rsplit("Model ", 1)[1]
+    assert model_id in ("my-smol", "smollm2-135m")
+    t.wait_for("Press `CTRL-C` to exit.")
+    time.sleep(1.0)
+    t.send("C-c")
+    time.sleep(0.5)
+    t.send("C-d")
+    assert t.exit_code(30) in (0, 130)
+    assert "Traceback" not in t.screen()
+    listed = subprocess.run([str(INTERPRETER.parent / "oi-local"), "models", "list", "--json"], env=base_env(home),
+                            capture_output=True, text=True, timeout=60)
+    assert f'"{model_id}"' in listed.stdout, listed.stdout + listed.stderr  # now in the store
