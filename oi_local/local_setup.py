@@ -114,8 +114,9 @@ def local_setup(
 ) -> Any:
     """Get the model served and point `interpreter` at it with the tuned local defaults.
 
-    Returns the ManagedServer this started (stopped when Python exits, or call .stop()), or None when the
-    model is served by another program (Ollama, LM Studio, Jan, a custom URL, or a reused server).
+    Returns what serves the model when this program runs it: the ManagedServer of llama.cpp / Llamafile
+    (stopped when Python exits, or call .stop()), or, with start_ollama=True, the `ollama serve` child it
+    started (same .stop()). None when another program serves the model (Ollama, LM Studio, Jan, a URL).
     """
     endpoint, server = prepare_endpoint(
         provider, model or "", api_base=api_base, api_key=api_key, paths=paths, fresh_server=fresh_server,
