@@ -6,7 +6,8 @@
   second kernel driven with raw jupyter_client (no active-line markers, no chunk translation).
 - javascript: `computer.run("javascript", "1")` on the persistent node against a fresh `node -e 1`.
 - active-line markers: a module-level loop of 10^6 additions in a cell, on the Computer's kernel (with the
-  markers) against the raw kernel (without).
+  markers) against the raw kernel (without); a bash loop of 20000 additions on the persistent shell, without
+  and with the DEBUG trap that reports shell lines (`Shell.active_lines`), against the same loop in `bash -c`.
 - kernel start: the first Python run of a fresh Computer against KernelManager start + wait_for_ready, and
   the first run after `computer.warm_up("python")` had finished.
 - waiting for input: how long `read x` takes to be detected and stopped (checks every 0.25 s).
@@ -24,6 +25,7 @@ import time
 
 ROUNDS = 40
 LOOP = "s = 0\nfor i in range(1000000):\n    s += i"
+SHELL_LOOP = "n=0\nfor i in $(seq 20000); do\n  n=$((n + i))\ndone"
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -104,6 +106,19 @@ def run() -> str:
         marked = statistics.median(_time(lambda: computer.run("python", LOOP)) for _ in range(3))
         unmarked = statistics.median(_time(lambda: _raw_execute(client, LOOP)) for _ in range(3))
         rows.append(("python loop of 10^6 additions: with active-line markers vs raw kernel", marked * 1000, unmarked * 1000))
+        from oi_local.computer.languages.shell import Shell
+
+        class TracedShell(Shell):
+            active_lines = True
+
+        traced_computer = Computer(languages=[TracedShell])
+        traced_computer.run("shell", "true")
+        default = statistics.median(_time(lambda: computer.run("shell", SHELL_LOOP)) for _ in range(3))
+        traced = statistics.median(_time(lambda: traced_computer.run("shell", SHELL_LOOP)) for _ in range(3))
+        plain = statistics.median(_time(lambda: subprocess.run(["bash", "-c", SHELL_LOOP], check=True)) for _ in range(3))
+        traced_computer.terminate()
+        rows.append(("shell loop of 20000 additions (default: no active lines) vs `bash -c`", default * 1000, plain * 1000))
+        rows.append(("the same with `Shell.active_lines = True` (DEBUG trap) vs `bash -c`", traced * 1000, plain * 1000))
         rows.append(("first python run of a new Computer vs raw kernel start", first_run * 1000, start_raw * 1000))
         rows.append(("first python run after warm_up() vs raw execute", after_warm_up * 1000, _median_ms(raw)))
         waiting = statistics.median(_time(lambda: computer.run("shell", "read x")) for _ in range(3))

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from oi_local.computer import Computer
+from oi_local.computer.languages.shell import Shell
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,21 @@ def test_stdout_and_stderr_keep_their_order(computer):
     assert text(computer.run("shell", "echo one; echo two >&2; echo three")) == "one\ntwo\nthree\n"
 
 
-def test_active_lines_are_the_lines_of_the_code(computer):
-    chunks = list(computer.run("shell", "echo a\n\necho b\necho c", stream=True))
+def test_active_lines_only_when_asked_for(computer):
+    chunks = list(computer.run("shell", "echo a\n\necho b", stream=True))
+    assert [c["content"] for c in chunks if c.get("format") == "active_line"] == [None]
+
+    class TracedShell(Shell):
+        active_lines = True
+
+    traced = Computer(languages=[TracedShell])
+    try:
+        chunks = list(traced.run("shell", "echo a\n\necho b\nf() { echo in-f; }\nf", stream=True))
+    finally:
+        traced.terminate()
     lines = [c["content"] for c in chunks if c.get("format") == "active_line"]
-    assert lines == [1, 3, 4, None]
+    assert {1, 3, 5} <= set(lines) and 2 not in lines and lines[-1] is None
+    assert text(chunks) == "a\nb\nin-f\n"
 
 
 def test_output_is_streamed_while_the_command_runs(computer, tmp_path):
@@ -119,6 +131,27 @@ def test_stop_from_another_thread(computer):
     assert text(computer.run("shell", "echo $kept")) == "1\n"
 
 
+def test_stop_inside_a_function_skips_the_rest_of_the_code(computer):
+    chunks = []
+    for chunk in computer.run("shell", "f() {\n  echo in-f\n  sleep 30\n  echo rest-of-f\n}\nf\necho after-f", stream=True):
+        chunks.append(chunk)
+        if "in-f" in str(chunk.get("content")):
+            threading.Thread(target=computer.stop).start()
+    out = text(chunks)
+    assert "in-f" in out and "rest-of-f" not in out and "after-f" not in out
+    assert text(computer.run("shell", "echo fine")) == "fine\n"
+
+
+def test_a_busy_bash_loop_is_stopped(computer):
+    computer.timeout = 1
+    try:
+        out = text(computer.run("shell", "while true; do :; done\necho not-reached"))
+    finally:
+        computer.timeout = 300
+    assert "longer than 1 seconds" in out and "not-reached" not in out
+    assert text(computer.run("shell", "echo fine")) == "fine\n"
+
+
 def test_a_program_ignoring_sigint_is_ended(computer):
     code = f"{sys.executable} -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print(1, flush=True); time.sleep(30)'"
     stream = computer.run("shell", code, stream=True)
@@ -130,8 +163,8 @@ def test_a_program_ignoring_sigint_is_ended(computer):
 
 def test_closing_the_stream_stops_the_command(computer, tmp_path):
     marker = tmp_path / "not-reached"
-    stream = computer.run("shell", f"sleep 30\ntouch {marker}", stream=True)
-    next(stream)
+    stream = computer.run("shell", f"echo started\nsleep 30\ntouch {marker}", stream=True)
+    next(stream)  # "started": the code is running
     stream.close()
     assert text(computer.run("shell", "echo next")) == "next\n"
     assert not marker.exists()
@@ -147,7 +180,7 @@ def test_exit_is_reported_and_a_new_shell_keeps_the_directory(computer, tmp_path
 def test_background_jobs_survive_a_stop(computer, tmp_path):
     done = tmp_path / "background-finished"
     computer.run("shell", f"(sleep 1; touch {done}) &")
-    stream = computer.run("shell", "sleep 30", stream=True)
+    stream = computer.run("shell", "echo started\nsleep 30", stream=True)
     next(stream)
     computer.stop()
     list(stream)

@@ -62,11 +62,20 @@ def __oi_local_setup():
             now = time.monotonic()
             if line <= state["highest"] and now - state["at"] < 0.05:
                 return
+            first = state["last"] is None
             state["last"], state["at"] = line, now
             state["highest"] = max(state["highest"], line)
-            publish_display_data({MIME: {"line": line}})
+            if first and state["parent"] is not None:
+                send(line)  # nothing printed yet in this cell: no need for publish's stream flush
+            else:
+                publish_display_data({MIME: {"line": line}})
         except Exception:
             pass
+
+    def send(line):
+        kernel.session.send(kernel.iopub_socket, "display_data",
+                            {"data": {MIME: {"line": line}}, "metadata": {}, "transient": {}},
+                            parent=state["parent"])
 
     def before(*_):
         state.update(last=None, highest=0, at=0.0)
@@ -91,9 +100,7 @@ def __oi_local_setup():
                 continue
             state["last"] = line
             try:
-                kernel.session.send(kernel.iopub_socket, "display_data",
-                                    {"data": {MIME: {"line": line}}, "metadata": {}, "transient": {}},
-                                    parent=state["parent"])
+                send(line)
             except Exception:
                 pass
 

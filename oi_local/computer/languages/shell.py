@@ -3,25 +3,30 @@
 How a run works. bash runs a small loop that reads one line per run from a private command pipe (fd 57): the
 path prefix of the run's files. It sources `<prefix>.sh` (the code) with stdin from `<prefix>.in`, a FIFO
 made for this run whose only writer is us, and writes `D <exit code> <cwd>` to a private control pipe
-(fd 58) when the code is done. A DEBUG trap (cheap: builtins only) writes `L <line>` to the control pipe
-before each command of the code, which gives the active line. stdout and stderr share one pipe, so their
-order is kept.
+(fd 58) when the code is done. stdout and stderr share one pipe, so their order is kept.
+
+Active lines are off by default: they need a DEBUG trap, which bash runs before every command and which
+makes tight pure-bash loops about 13x slower (bench/bench_computer.py). With `Shell.active_lines = True`
+the trap writes `L <line>` to the control pipe before each command of the code.
 
 Waiting for input. Nobody types into a run, so a command that reads stdin would hang. While a run is
 going, the process tree of the shell is checked every 0.25 s: a process sleeping in read() (or in
-epoll_wait() on an epoll set that holds it) on the run's FIFO is waiting for input. Then the run is
-stopped and the model told what to do instead. This is exact, not a guess from silence: we never write
-to the FIFO, so such a read can only end when we end it. The check reads /proc/PID/syscall and
-/proc/PID/fd; where those cannot be read (not Linux), the per-run timeout still ends the run. The shell
-runs in its own session without a controlling terminal, so programs that open /dev/tty for a password
-(sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
+epoll_wait() on an epoll set that holds it) on the run's FIFO is waiting for input. Seen twice in a row,
+the run is stopped and the model told what to do instead. This is exact, not a guess from silence: we
+never write to the FIFO, so such a read can only end when we end it. The check reads /proc/PID/syscall
+and /proc/PID/fd; where those cannot be read (not Linux), the per-run timeout still ends the run. The
+shell runs in its own session without a controlling terminal, so programs that open /dev/tty for a
+password (sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
 
-Stopping. stop(), the timeout and the input check all do the same: create `<prefix>.stop` (the DEBUG
-trap then returns 2, which with `extdebug` makes the sourced code return, so the rest of the run is
-skipped), close the FIFO (a reader sees end-of-file), and send SIGINT to the shell's process group (bash
-traps it and lives; user background jobs ignore it, as in any non-interactive shell). If the run has not
-ended 1 s later the foreground processes get SIGTERM, after 2 s SIGKILL, and after 3 s the shell itself
-is replaced (then the working directory is kept but variables are lost, and the model is told).
+Stopping. stop(), the timeout and the input check all send SIGINT to the shell's process group, again
+every 0.3 s until the run ends. The foreground command dies of it; bash, while the code runs, traps it:
+the trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`,
+a DEBUG trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of
+the run is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background
+jobs ignore SIGINT, as in any non-interactive shell, and keep running. If the run has not ended 1 s after
+the stop, the FIFO is closed (a reader sees end-of-file) and the foreground processes get SIGTERM, after
+2 s SIGKILL, and after 3 s the shell itself is replaced (then the working directory is kept but
+variables are lost, and the model is told).
 """
 
 from __future__ import annotations
@@ -50,16 +55,30 @@ from oi_local.computer.languages.base import (
 )
 
 CHECK_INTERVAL = 0.25
+SIGINT_REPEAT = 0.3
 MAX_OUTPUT_BYTES = 8 * 2**20
 
 _LOOP = r"""
-shopt -s extdebug
-trap ': oi-local interrupt' INT
-while IFS= read -r -u 57 __oi_p; do
-  trap 'if [[ ${BASH_SOURCE[0]} == "$__oi_p.sh" ]]; then if [[ -e $__oi_p.stop ]]; then return 2; fi; printf "L %s\n" "$LINENO" >&58; fi; true' DEBUG
+__oi_unwind() {
+  __oi_unwound=1
+  shopt -s extdebug
+  set -T
+  trap 'if (( ${#FUNCNAME[@]} )) || [[ ${BASH_SOURCE[0]} == "$__oi_p.sh" ]]; then return 2; fi; true' DEBUG
+}
+trap ': oi-local idle' INT
+while true; do
+  IFS= read -r -u 57 __oi_p || { (( $? > 128 )) && continue; break; }
+  trap '__oi_unwind; return 130 2>/dev/null' INT
+  if [[ -n $__oi_lines ]]; then
+    set -T
+    trap 'if [[ ${BASH_SOURCE[0]} == "$__oi_p.sh" ]]; then printf "L %s\n" "$LINENO" >&58; fi' DEBUG
+  fi
   . "$__oi_p.sh" 57<&- < "$__oi_p.in"
   __oi_rc=$?
   trap - DEBUG
+  trap ': oi-local idle' INT
+  if [[ -n $__oi_lines || -n $__oi_unwound ]]; then set +T; fi
+  if [[ -n $__oi_unwound ]]; then shopt -u extdebug; __oi_unwound=; fi
   printf 'D %s %s\n' "$__oi_rc" "$PWD" >&58
 done
 """
@@ -75,6 +94,7 @@ class Shell:
     name = "shell"
     aliases = ("bash", "sh", "zsh")
     executables = ("bash",)
+    active_lines = False  # see the module docstring: the DEBUG trap costs tight loops dearly
 
     def __init__(self, computer: Any = None) -> None:
         self.computer = computer
@@ -143,7 +163,7 @@ class Shell:
         env["OI_LOCAL_FDS"] = f"{command_read} {control_write}"
         boot = (
             f'exec 57<&{command_read} 58>&{control_write} {command_read}<&- {control_write}>&-\n'
-            "unset OI_LOCAL_FDS\n" + _LOOP
+            "unset OI_LOCAL_FDS\n" + ("__oi_lines=1\n" if self.active_lines else "") + _LOOP
         )
         cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
         try:
@@ -205,8 +225,7 @@ class Shell:
         next_check = started + CHECK_INTERVAL
         stopping_since: float | None = None
         escalation = 0
-        interrupted = False
-        sigint_delay = 0.0
+        last_sigint = float("-inf")
         suspects: set[int] = set()
         control = b""
         total_output = 0
@@ -219,7 +238,7 @@ class Shell:
                 now = time.monotonic()
                 wait = max(0.0, next_check - now)
                 if stopping_since is not None:
-                    wait = min(wait, 0.1)
+                    wait = min(wait, 0.05)
                 readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], wait)
                 if stdout_fd in readable:
                     data = _read_available(stdout_fd)
@@ -268,26 +287,23 @@ class Shell:
                         if waiting and waiting & suspects:
                             pid = min(waiting & suspects)
                             yield output(_waiting_message(None if pid == process.pid else _command_line(pid)))
-                            # End-of-file first: the program's own "no input" error is clearer than SIGINT.
-                            sigint_delay = 0.5
                             self._stop_requested.set()
                         suspects = waiting
                     if self._stop_requested.is_set():
                         stopping_since = now
-                        Path(prefix + ".stop").touch()
-                        if fifo_writer is not None:
-                            os.close(fifo_writer)
-                            fifo_writer = None
-                        if sigint_delay == 0.0:
-                            _signal_group(process.pid, signal.SIGINT)
-                            interrupted = True
+                        _signal_group(process.pid, signal.SIGINT)
+                        last_sigint = now
                 else:
                     waited = now - stopping_since
-                    if not interrupted and waited >= sigint_delay:
-                        interrupted = True
+                    if now - last_sigint >= SIGINT_REPEAT:
+                        # Again and again: each SIGINT leaves one function level of the code.
                         _signal_group(process.pid, signal.SIGINT)
+                        last_sigint = now
                     if escalation == 0 and waited > 1.0:
                         escalation = 1
+                        if fifo_writer is not None:  # end-of-file for a reader that survived SIGINT
+                            os.close(fifo_writer)
+                            fifo_writer = None
                         _signal_foreground(process.pid, signal.SIGTERM)
                     elif escalation == 1 and waited > 2.0:
                         escalation = 2
@@ -316,29 +332,33 @@ class Shell:
                 os.close(fifo_writer)
             if not finished and self._process is process and exit_code is None:
                 # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too.
-                Path(prefix + ".stop").touch()
-                _signal_group(process.pid, signal.SIGINT)
-                self._settle(process, prefix)
-            for suffix in (".sh", ".in", ".stop"):
+                self._settle(process)
+            for suffix in (".sh", ".in"):
                 try:
                     os.unlink(prefix + suffix)
                 except OSError:
                     pass
 
-    def _settle(self, process: subprocess.Popen, prefix: str) -> None:
-        """After an abandoned run: wait briefly for the shell's done marker so the next run starts clean."""
+    def _settle(self, process: subprocess.Popen) -> None:
+        """After an abandoned run: interrupt it and wait for the shell's done marker, so the next run starts
+        clean; a shell that does not finish within 3 s is replaced."""
         deadline = time.monotonic() + 3.0
+        last_sigint = float("-inf")
         control = b""
         while time.monotonic() < deadline and process.poll() is None:
-            readable, _, _ = select.select([process.stdout.fileno(), self._control_fd], [], [], 0.1)
+            now = time.monotonic()
+            if now - last_sigint >= SIGINT_REPEAT:
+                _signal_group(process.pid, signal.SIGINT)
+                last_sigint = now
+            if now > deadline - 1.5:
+                _signal_foreground(process.pid, signal.SIGKILL)
+            readable, _, _ = select.select([process.stdout.fileno(), self._control_fd], [], [], 0.05)
             if process.stdout.fileno() in readable:
                 _read_available(process.stdout.fileno())
             if self._control_fd in readable:
                 control += _read_available(self._control_fd)
                 if b"\nD " in b"\n" + control:
                     return
-            if time.monotonic() > deadline - 2.0:
-                _signal_foreground(process.pid, signal.SIGKILL)
         self._kill_shell()
 
     @staticmethod
