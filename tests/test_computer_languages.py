@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,13 @@ from oi_local.computer import Computer, SafetyReport
 from oi_local.computer.languages.javascript import JavaScript
 from oi_local.errors import OiLocalError
 
+
+@pytest.fixture
+def scratch():
+    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
+    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 def text(chunks) -> str:
     return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
@@ -50,8 +59,8 @@ def test_a_missing_runtime_says_so(computer, language, executable):
     assert "not installed" in out and executable in out
 
 
-def test_missing_node_says_so(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_missing_node_says_so(monkeypatch, scratch):
+    monkeypatch.setenv("PATH", str(scratch))
     computer = Computer(languages=[JavaScript])
     try:
         out = text(computer.run("js", "1 + 1"))
@@ -92,7 +101,7 @@ def test_javascript_stop_interrupts_a_busy_loop(computer):
     assert text(computer.run("js", "survivor")) == "'ok'\n"
 
 
-def test_html_is_saved_for_a_browser(computer, tmp_path):
+def test_html_is_saved_for_a_browser(computer, scratch):
     out = text(computer.run("html", "<h1>hi</h1>"))
     path = out.split("saved to ")[1].split(";")[0]
     with open(path) as handle:
@@ -197,8 +206,8 @@ def test_display_prints_the_output(capsys):
     assert "SHOWN" in capsys.readouterr().out
 
 
-def test_forbidden_commands_are_not_run(computer, tmp_path):
-    marker = tmp_path / "ran"
+def test_forbidden_commands_are_not_run(computer, scratch):
+    marker = scratch / "ran"
     out = text(computer.run("shell", f"touch {marker}\nrm  -rf  /"))
     assert "forbidden_commands" in out and "`rm  -rf  /`" in out and not marker.exists()
     assert text(computer.run("shell", "echo rm -rf /")) == "rm -rf /\n"  # only an equal line is refused

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import struct
+import tempfile
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,13 @@ def computer():
     yield computer
     computer.terminate()
 
+
+@pytest.fixture
+def scratch():
+    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
+    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 def text(chunks) -> str:
     return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
@@ -55,8 +65,8 @@ def test_active_lines_follow_loops_but_not_function_bodies(computer):
     assert text(chunks) == "done\n"
 
 
-def test_output_is_streamed_while_the_cell_runs(computer, tmp_path):
-    marker = tmp_path / "second-half"
+def test_output_is_streamed_while_the_cell_runs(computer, scratch):
+    marker = scratch / "second-half"
     code = (
         "import time\nprint('first', flush=True)\ntime.sleep(0.6)\n"
         f"open({str(marker)!r}, 'w').close()\nprint('second')"
@@ -115,8 +125,8 @@ def test_stop_from_another_thread_interrupts_a_long_cell(computer):
     assert text(computer.run("python", "print(kept)")) == "yes\n"
 
 
-def test_closing_the_stream_interrupts_the_cell(computer, tmp_path):
-    marker = tmp_path / "not-reached"
+def test_closing_the_stream_interrupts_the_cell(computer, scratch):
+    marker = scratch / "not-reached"
     stream = computer.run("python", f"import time\ntime.sleep(30)\nopen({str(marker)!r}, 'w').close()", stream=True)
     next(stream)
     stream.close()

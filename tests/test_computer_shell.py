@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,15 +22,22 @@ def computer():
     computer.terminate()
 
 
+@pytest.fixture
+def scratch():
+    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
+    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
 def text(chunks) -> str:
     return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
 
 
-def test_directory_environment_and_variables_persist(computer, tmp_path):
-    assert computer.run("shell", f"cd {tmp_path}\nexport OI_TEST_VALUE=kept\nplain=also\nf() {{ echo from-f; }}") == []
-    assert text(computer.run("bash", "pwd; echo $OI_TEST_VALUE $plain; f")) == f"{tmp_path}\nkept also\nfrom-f\n"
+def test_directory_environment_and_variables_persist(computer, scratch):
+    assert computer.run("shell", f"cd {scratch}\nexport OI_TEST_VALUE=kept\nplain=also\nf() {{ echo from-f; }}") == []
+    assert text(computer.run("bash", "pwd; echo $OI_TEST_VALUE $plain; f")) == f"{scratch}\nkept also\nfrom-f\n"
     assert text(computer.run("sh", "python3 -c 'import os; print(os.getcwd(), os.environ[\"OI_TEST_VALUE\"])'")) == (
-        f"{tmp_path} kept\n"
+        f"{scratch} kept\n"
     )
 
 
@@ -60,8 +69,8 @@ def test_active_lines_only_when_asked_for(computer):
     assert text(chunks) == "a\nb\nin-f\n"
 
 
-def test_output_is_streamed_while_the_command_runs(computer, tmp_path):
-    marker = tmp_path / "later"
+def test_output_is_streamed_while_the_command_runs(computer, scratch):
+    marker = scratch / "later"
     seen_before = None
     for chunk in computer.run("shell", f"echo first\nsleep 0.6\ntouch {marker}\necho second", stream=True):
         if chunk.get("format") == "output" and "first" in chunk["content"] and seen_before is None:
@@ -79,11 +88,11 @@ def test_output_is_streamed_while_the_command_runs(computer, tmp_path):
         "sudo -S true",
     ],
 )
-def test_a_command_waiting_for_input_is_stopped_and_explained(computer, tmp_path, command):
+def test_a_command_waiting_for_input_is_stopped_and_explained(computer, scratch, command):
     if command.startswith("sudo") and shutil.which("sudo") is None:
         pytest.skip("sudo is not installed")
     computer.run("shell", "state_before=kept")
-    marker = tmp_path / "after"
+    marker = scratch / "after"
     started = time.monotonic()
     out = text(computer.run("shell", f"echo before\n{command}\ntouch {marker}\necho after"))
     if command.startswith("sudo") and "waiting for input" not in out:
@@ -161,8 +170,8 @@ def test_a_program_ignoring_sigint_is_ended(computer):
     assert text(computer.run("shell", "echo still-here")) == "still-here\n"
 
 
-def test_closing_the_stream_stops_the_command(computer, tmp_path):
-    marker = tmp_path / "not-reached"
+def test_closing_the_stream_stops_the_command(computer, scratch):
+    marker = scratch / "not-reached"
     stream = computer.run("shell", f"echo started\nsleep 30\ntouch {marker}", stream=True)
     next(stream)  # "started": the code is running
     stream.close()
@@ -170,15 +179,15 @@ def test_closing_the_stream_stops_the_command(computer, tmp_path):
     assert not marker.exists()
 
 
-def test_exit_is_reported_and_a_new_shell_keeps_the_directory(computer, tmp_path):
-    computer.run("shell", f"cd {tmp_path}")
+def test_exit_is_reported_and_a_new_shell_keeps_the_directory(computer, scratch):
+    computer.run("shell", f"cd {scratch}")
     out = text(computer.run("shell", "exit 4"))
     assert "exited with code 4" in out
-    assert text(computer.run("shell", "pwd")) == f"{tmp_path}\n"
+    assert text(computer.run("shell", "pwd")) == f"{scratch}\n"
 
 
-def test_background_jobs_survive_a_stop(computer, tmp_path):
-    done = tmp_path / "background-finished"
+def test_background_jobs_survive_a_stop(computer, scratch):
+    done = scratch / "background-finished"
     computer.run("shell", f"(sleep 1; touch {done}) &")
     stream = computer.run("shell", "echo started\nsleep 30", stream=True)
     next(stream)
