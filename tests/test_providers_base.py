@@ -53,13 +53,16 @@ def test_managed_child_is_stopped_when_we_exit_or_get_sigterm(tmp_path, how):
         "import sys, time; from pathlib import Path; from oi_local.providers.base import ManagedChild\n"
         f"c = ManagedChild(['sleep', '120'], log_path=Path(r'{tmp_path}') / 'child.log')\n"
         "print(c.pid, flush=True)\n"
-        + ("time.sleep(120)\n" if how == "sigterm" else "")
+        + ("time.sleep(120)\n" if how == "sigterm" else "sys.stdin.readline()\n")
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     child_pid = int(proc.stdout.readline())
     assert _alive(child_pid)
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)
+    else:
+        proc.stdin.write("exit\n")
+        proc.stdin.close()
     proc.wait(30)
     deadline = time.monotonic() + 10
     while _alive(child_pid) and time.monotonic() < deadline:
