@@ -18,12 +18,13 @@ and /proc/PID/fd; where those cannot be read (not Linux), the per-run timeout st
 shell runs in its own session without a controlling terminal, so programs that open /dev/tty for a
 password (sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
 
-Stopping. stop(), the timeout and the input check all send SIGINT to the shell's process group, again
-every 0.3 s until the run ends. The foreground command dies of it; bash, while the code runs, traps it:
+Stopping. stop(), the timeout and the input check all send SIGINT to the shell and to the run's foreground
+processes (not to background jobs: see _signal_foreground), again every 0.3 s until the run ends. The
+foreground command dies of it; bash, while the code runs, traps it:
 the trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`,
 a DEBUG trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of
 the run is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background
-jobs ignore SIGINT, as in any non-interactive shell, and keep running. If the run has not ended 1 s after
+jobs keep running. If the run has not ended 1 s after
 the stop, the FIFO is closed (a reader sees end-of-file) and the foreground processes get SIGTERM, after
 2 s SIGKILL, and after 3 s the shell itself is replaced (then the working directory is kept but
 variables are lost, and the model is told).
@@ -68,6 +69,8 @@ __oi_unwind() {
 trap ': oi-local idle' INT
 while true; do
   IFS= read -r -u 57 __oi_p || { (( $? > 128 )) && continue; break; }
+  trap - DEBUG  # a stop that came as the last run ended may have left its unwinding behind
+  if [[ -n $__oi_unwound ]]; then set +T; shopt -u extdebug; __oi_unwound=; fi
   trap '__oi_unwind; return 130 2>/dev/null' INT
   if [[ -n $__oi_lines ]]; then
     set -T
@@ -75,8 +78,8 @@ while true; do
   fi
   . "$__oi_p.sh" 57<&- < "$__oi_p.in"
   __oi_rc=$?
-  trap - DEBUG
   trap ': oi-local idle' INT
+  trap - DEBUG
   if [[ -n $__oi_lines || -n $__oi_unwound ]]; then set +T; fi
   if [[ -n $__oi_unwound ]]; then shopt -u extdebug; __oi_unwound=; fi
   printf 'D %s %s\n' "$__oi_rc" "$PWD" >&58
@@ -291,13 +294,13 @@ class Shell:
                         suspects = waiting
                     if self._stop_requested.is_set():
                         stopping_since = now
-                        _signal_group(process.pid, signal.SIGINT)
+                        _interrupt_run(process.pid)
                         last_sigint = now
                 else:
                     waited = now - stopping_since
                     if now - last_sigint >= SIGINT_REPEAT:
                         # Again and again: each SIGINT leaves one function level of the code.
-                        _signal_group(process.pid, signal.SIGINT)
+                        _interrupt_run(process.pid)
                         last_sigint = now
                     if escalation == 0 and waited > 1.0:
                         escalation = 1
@@ -348,7 +351,7 @@ class Shell:
         while time.monotonic() < deadline and process.poll() is None:
             now = time.monotonic()
             if now - last_sigint >= SIGINT_REPEAT:
-                _signal_group(process.pid, signal.SIGINT)
+                _interrupt_run(process.pid)
                 last_sigint = now
             if now > deadline - 1.5:
                 _signal_foreground(process.pid, signal.SIGKILL)
@@ -436,28 +439,49 @@ def _waiting_message(command: str | None) -> str:
     )
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _interrupt_run(shell_pid: int) -> None:
+    """SIGINT to the shell (its trap unwinds the code) and to the run's foreground processes."""
+    _kill(shell_pid, signal.SIGINT)
+    _signal_foreground(shell_pid, signal.SIGINT)
 
 
 def _signal_foreground(shell_pid: int, sig: int) -> None:
-    """Signal the shell's descendants that do not ignore SIGINT: the run's foreground commands, not the
-    background jobs it started (a non-interactive bash starts those with SIGINT ignored)."""
-    for pid in _descendants(shell_pid):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
+    """Signal the run's foreground processes: each child of the shell with everything under it, except the
+    children that are background jobs. A non-interactive bash starts a background job with SIGINT and
+    SIGQUIT both ignored (a program that ignores SIGINT itself rarely ignores SIGQUIT too); the programs
+    inside a background subshell do not inherit that, so a whole subtree is spared or signalled."""
+    import psutil
+
+    try:
+        children = psutil.Process(shell_pid).children()
+    except psutil.Error:
+        return
+    background = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGQUIT - 1))
+    for child in children:
+        if _ignored_signals(child.pid) & background == background:
             continue
-        ignored = next((line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), "0")
-        if int(ignored, 16) & (1 << (signal.SIGINT - 1)):
-            continue
         try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+            tree = [child.pid] + [grandchild.pid for grandchild in child.children(recursive=True)]
+        except psutil.Error:
+            tree = [child.pid]
+        for pid in tree:
+            _kill(pid, sig)
+
+
+def _ignored_signals(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    ignored = next((line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), "0")
+    return int(ignored, 16)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _read_available(fd: int) -> bytes:
