@@ -6,6 +6,7 @@ Run alone: .venv/bin/python bench/run.py local
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MESSAGE = "Reply with one word: hello"
 REPEATS_MENU = 7
 REPEATS_TOKEN = 3
+_SESSIONS = itertools.count()
 
 
 def _free_port() -> int:
@@ -34,20 +36,19 @@ def _free_port() -> int:
 
 def _tmux_time_to(text: str, command: str, env: dict[str, str], timeout: float = 30.0) -> float:
     """Seconds from starting `command` in a fresh tmux session to `text` on its screen."""
-    name = f"bench-local-{os.getpid()}"
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    name = f"bench-local-{os.getpid()}-{next(_SESSIONS)}"  # a fresh tmux server each time: no shutdown race
     exports = " ".join(f"{k}='{v}'" for k, v in env.items())
     started = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "40", f"env {exports} {command}; sleep 30"], check=True)
+    subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", name, "-x", "160", "-y", "40", f"env {exports} {command}; sleep 30"], check=True)
     try:
         while time.perf_counter() - started < timeout:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = subprocess.run(["tmux", "-L", name, "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
             if text in screen:
                 return time.perf_counter() - started
             time.sleep(0.005)
         raise RuntimeError(f"{text!r} never appeared for {command}")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
 
 
 def menu_cpu_seconds(env: dict[str, str]) -> float | None:
@@ -55,24 +56,24 @@ def menu_cpu_seconds(env: dict[str, str]) -> float | None:
     take on an idle core, whatever the machine's load."""
     if not Path("/usr/bin/time").exists():
         return None
-    name = f"bench-local-cpu-{os.getpid()}"
+    name = f"bench-local-cpu-{os.getpid()}-{next(_SESSIONS)}"
     out = Path(tempfile.mkdtemp(prefix="bench_local_cpu_")) / "cpu.txt"
     exports = " ".join(f"{k}='{v}'" for k, v in env.items())
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "40",
+    subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", name, "-x", "160", "-y", "40",
                     f"env {exports} /usr/bin/time -f '%U %S' -o {out} {INTERPRETER} --local; sleep 30"], check=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if "Choose a provider" in subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout:
+            if "Choose a provider" in subprocess.run(["tmux", "-L", name, "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout:
                 break
             time.sleep(0.01)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-c"], check=True)
+        subprocess.run(["tmux", "-L", name, "send-keys", "-t", name, "C-c"], check=True)
         while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
             time.sleep(0.05)
         user, system = out.read_text().split()[-2:]
         return float(user) + float(system)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
 
 
 def menu_times(home: Path) -> tuple[list[float], list[float], list[float]]:

@@ -68,24 +68,27 @@ class Tmux:
 
     def __init__(self, name: str, command: str, *, env: dict[str, str], width: int = 160, height: int = 50) -> None:
         self.name = name
+        # One tmux server per session: a shared server shutting down as another test's last session ends
+        # makes a new-session fail ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", f"oi-{name}"]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+            [*self.tmux, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
              f"env {exports} {command}; echo __EXIT_CODE_$?__; sleep 600"],
             check=True,
         )
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-2000", "-t", self.name], capture_output=True, text=True)
+        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-S", "-2000", "-t", self.name], capture_output=True, text=True)
         return out.stdout
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
         time.sleep(0.15)
 
     def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
         time.sleep(0.1)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
@@ -110,7 +113,7 @@ class Tmux:
         raise AssertionError(f"the program did not exit within {timeout}s; screen:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def base_env(home: Path, **extra: str) -> dict[str, str]:
