@@ -206,7 +206,7 @@ def run() -> str:
             f"(median here {menu_median:.3f} s: {'met' if menu_median <= 0.5 else 'NOT met'}; 1-minute load average "
             f"at the end of the menu runs {load:.1f} on {os.cpu_count()} cores). CPU time (user + sys, `/usr/bin/time`) "
             "of `interpreter --local` up to its menu and a Ctrl-C: "
-            + (f"median {statistics.median(cpu):.3f} s, i.e. the wall time on an idle core." if cpu else "not measured."),
+            + (f"median {statistics.median(cpu):.3f} s, roughly the wall time on an idle core." if cpu else "not measured."),
             "",
             "| what | median s | min s | max s | × bare python |",
             "|---|---|---|---|---|",
