@@ -57,7 +57,7 @@ class TokenCounter:
     llama.cpp's own server and llamafile: POST /tokenize {"content"} -> {"tokens"}.
     """
 
-    def __init__(self, api_base: str | None = None, api_key: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> None:
         self.api_base = api_base
         self.api_key = api_key
         self.timeout = timeout
@@ -101,11 +101,14 @@ class TokenCounter:
                     n = data["count"] if mode == "extras" else len(data["tokens"])
                     self.mode = mode
                     return int(n)
+            except httpx.TimeoutException:
+                break  # a server that does not answer now will not answer the next route either
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 pass
             if self.mode == mode:  # it worked before: a passing failure, estimate this one
                 return estimate_tokens(text)
-        self.mode = "estimate"
+        if self.mode is None:
+            self.mode = "estimate"
         return estimate_tokens(text)
 
 
@@ -313,6 +316,8 @@ class Llm:
         if self.model.startswith(("ollama/", "ollama_chat/")) and self.context_window:
             params["num_ctx"] = self.context_window  # else Ollama silently truncates to its own default
         params["timeout"] = self.timeout
+        if self.is_local:
+            params["max_retries"] = 0  # a local server that hung or died will not be back in a second
         params.update(self.extra_body)
         return params
 
