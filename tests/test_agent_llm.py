@@ -38,7 +38,7 @@ def test_trimming_keeps_system_and_first_task_and_drops_from_the_middle():
     assert "008" in text and "009" in text
     assert "000" not in text and "001" not in text  # the oldest middle messages went first
     roles = [m["role"] for m in trimmed[1:]]
-    assert all(a != b for a, b in zip(roles, roles[1:]))  # still alternating for strict chat templates
+    assert all(roles[k] != roles[k + 1] for k in range(len(roles) - 1))  # still alternating for strict chat templates
 
 
 def test_trimming_leaves_a_fitting_conversation_alone():
