@@ -394,3 +394,11 @@ def test_example_turns_follow_the_system_message_and_survive_trimming(make):
     assert sent[1 + len(examples)]["content"].startswith("FIRST TASK")
     assert "filler 1 " not in str(sent)  # the oldest middle messages were dropped
     assert sent[-1]["content"].startswith("LAST")
+
+
+def test_llm_max_output_is_honoured_too(make):
+    interpreter, script = make("```python\nprint('y' * 500)\n```", "ok")
+    interpreter.llm.max_output = 50
+    interpreter.code_output_template = "{content}"
+    interpreter.chat("go", display=False)
+    assert script.sent(1)[-1]["content"].startswith("Output truncated. Showing the last 50 characters.")

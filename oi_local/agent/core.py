@@ -172,7 +172,7 @@ class OpenInterpreter:
             code_output_template=self.code_output_template or "{content}",
             empty_code_output_template=self.empty_code_output_template or "",
             code_output_sender=self.code_output_sender,
-            max_output=self.max_output,
+            max_output=self.llm.max_output if self.llm.max_output is not None else self.max_output,
             supports_vision=self.llm.supports_vision,
         )
 

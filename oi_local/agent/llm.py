@@ -257,6 +257,7 @@ class Llm:
         self.execution_instructions: str | bool = DEFAULT_EXECUTION_INSTRUCTIONS
         self.completions: Callable[..., Iterable[Any]] = litellm_completions
         self.stop: list[str] | None = None
+        self.max_output: int | None = None  # the settings page also names it here; wins over interpreter.max_output
         self.timeout: float = 300.0  # seconds of silence from the server before giving up
         self.extra_body: dict = {}
         self.trim_margin: int = 16  # tokens kept free besides max_tokens
