@@ -118,6 +118,16 @@ def llama_server(test_model_path, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _restore_environment():
+    """Code under test may set variables for the rest of its process (HF_HUB_OFFLINE, ...): undo it."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _no_hub_by_accident(monkeypatch):
     """Tests never reach the real Hugging Face hub or litellm's cost map."""
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
