@@ -144,7 +144,7 @@ def raw_start_and_first_token(model_path: Path) -> float:
 def product_first_token(home: Path, *, through_agent: bool) -> float:
     """Choosing smollm2-135m (already on disk) in local mode → first streamed token."""
     os.environ["OI_LOCAL_HOME"] = str(home)
-    from oi_local.local_setup import prepare_endpoint
+    from oi_local.local_mode import prepare_endpoint
     from oi_local.paths import app_paths
 
     started = time.perf_counter()

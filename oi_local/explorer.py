@@ -356,7 +356,7 @@ def explore(
     max_tokens: int | None = None,
 ) -> Picked | None:
     """Menus until a model is served; None when the user leaves. Raises Cancelled on Ctrl-C."""
-    from oi_local.local_setup import prepare_endpoint
+    from oi_local.local_mode import prepare_endpoint
 
     hw, statuses = survey(paths)
     _say(hardware_summary(hw))

@@ -138,9 +138,16 @@ def test_limits_keep_max_tokens_below_context():
 
 
 def local_setup_module():
-    import oi_local.local_setup as module
+    import oi_local.local_mode as module
 
     return module
+
+
+def test_local_setup_is_the_function_even_after_its_module_is_imported():
+    import oi_local
+    import oi_local.local_mode
+
+    assert oi_local.local_setup is oi_local.local_mode.local_setup
 
 
 def test_last_choice_round_trip_and_corrupt_file(tmp_path):
@@ -162,7 +169,7 @@ def test_preselect_last_then_running_then_builtin():
 
 def test_start_up_path_imports_nothing_heavy():
     code = (
-        "import sys, oi_local.commands.local_cmd, oi_local.explorer, oi_local.local_setup;"
+        "import sys, oi_local.commands.local_cmd, oi_local.explorer, oi_local.local_mode;"
         "from oi_local.providers import llamacpp, llamafile, ollama, lmstudio, jan, custom;"
         "heavy = [m for m in ('litellm', 'llama_cpp', 'jupyter_client', 'huggingface_hub', 'ollama', 'httpx') if m in sys.modules];"
         "print(heavy)"

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     server = None
     try:
         if not missing:
-            from oi_local.local_setup import prepare_endpoint
+            from oi_local.local_mode import prepare_endpoint
 
             endpoint, server = prepare_endpoint(
                 args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
@@ -111,7 +111,7 @@ def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> An
 
 
 def announce(endpoint, *, auto_run: bool) -> None:
-    from oi_local.local_setup import APPROVAL_NOTICE, AUTO_RUN_NOTICE, summary_line
+    from oi_local.local_mode import APPROVAL_NOTICE, AUTO_RUN_NOTICE, summary_line
 
     print(summary_line(endpoint), flush=True)
     print("", flush=True)

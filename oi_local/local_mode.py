@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from typing import Any
 
 from oi_local import offline
@@ -124,15 +122,3 @@ def local_setup(
     )
     interpreter.configure_for(endpoint)
     return server
-
-
-class _CallableModule(types.ModuleType):
-    """`from oi_local import local_setup` must give something callable even after this submodule is imported
-    (Python then binds the package attribute `local_setup` to the module, shadowing the package's lazy
-    __getattr__): calling the module calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return local_setup(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
