@@ -21,6 +21,7 @@ class Resolved:
     model_id: str
     entry: object | None  # CatalogEntry
     stored: bool  # True: the file is in the models folder (or was imported into it)
+    verified: bool  # its sha256 matched, or the user named or imported this very file
 
 
 def load_catalog(paths: AppPaths):
@@ -75,8 +76,15 @@ def resolve(model: str, fmt: str, *, paths: AppPaths, entries, progress: bool = 
     store = store_for(paths, entries)
     if not looks_like_path:
         stored = store.get(model)
+        if stored is not None and stored.entry is not None and download:
+            stored = store.ensure(stored.entry, progress=progress)  # re-checks the file before it is used
         if stored is not None:
-            return Resolved(stored.path, stored.id, stored.entry, True)
+            if stored.verified is False or not stored.path.is_file():
+                raise OiLocalError(
+                    f"The stored file for '{model}' ({stored.path}) is missing or failed its sha256 check. "
+                    f"Run `oi-local models verify {model}`, or delete it and download it again."
+                )
+            return Resolved(stored.path, stored.id, stored.entry, True, stored.verified is True or stored.entry is None)
         entry = catalog.find(entries, model)
         if entry is not None:
             if entry.format != fmt:
@@ -88,7 +96,7 @@ def resolve(model: str, fmt: str, *, paths: AppPaths, entries, progress: bool = 
             if not download:
                 raise OiLocalError(f"'{model}' is not on disk yet. Download it with `oi-local models download {model}`.")
             stored = store.ensure(entry, progress=progress)
-            return Resolved(stored.path, stored.id, stored.entry, True)
+            return Resolved(stored.path, stored.id, stored.entry, True, stored.verified is True)
         known = sorted({m.id for m in store.list() if m.format == fmt} | {e.id for e in entries if e.format == fmt})
         raise OiLocalError(
             f"No model called '{model}' on disk or in the catalog. Pass a catalog id (one of: "
@@ -96,7 +104,7 @@ def resolve(model: str, fmt: str, *, paths: AppPaths, entries, progress: bool = 
         )
     if not candidate.is_file():
         raise OiLocalError(f"There is no file at {candidate}. Check the path, or pass a catalog id instead.")
-    return Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[fmt]), None, False)
+    return Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[fmt]), None, False, True)
 
 
 def import_file(path: str, *, paths: AppPaths, entries) -> str:
@@ -139,11 +147,15 @@ def prepare(
             f"{resolved.model_id} does not fit this machine: {estimate.reason}. Pick a smaller model "
             "(`interpreter --local` lists those that fit) or a shorter context with --context_window."
         )
+    options = {"paths": paths, "model_id": resolved.model_id, "reuse": not fresh_server}
     if provider == "llamafile":
-        from oi_local.runners import llamafile as runner
+        from oi_local.runners import llamafile
+
+        server = llamafile.start(resolved.path, estimate, verified=resolved.verified, **options)
     else:
-        from oi_local.runners import llamacpp as runner
-    server = runner.start(resolved.path, estimate, paths=paths, model_id=resolved.model_id, reuse=not fresh_server)
+        from oi_local.runners import llamacpp
+
+        server = llamacpp.start(resolved.path, estimate, **options)
     if resolved.stored:
         try:
             store_for(paths, entries).mark_used(resolved.model_id)
