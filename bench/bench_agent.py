@@ -194,14 +194,16 @@ def task_success(base: str, computer=None) -> tuple[str, dict]:
         os.chdir(home)
         interpreter.computer.terminate()
     baseline = sum(ok for ok, _ in runs["oi-baseline"]["results"].values()) or 1
-    lines = ["| variant | tasks done (right output) | answered with it | vs OI baseline | model replies | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | whole loop (right output and answered with it) | right output | answered with it | "
+             "right output vs OI baseline | model replies | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         done = sum(ok for ok, _ in run["results"].values())
         answered = sum(a for _, a in run["results"].values())
+        both = sum(ok and a for ok, a in run["results"].values())
         mark = " (local default)" if name == LOCAL_DEFAULT.name else ""
-        lines.append(f"| {name}{mark} | {done}/{len(TASKS)} | {answered}/{len(TASKS)} | {done / baseline:.2f} | "
-                     f"{run['replies']} | {run['seconds']:.1f} |")
+        lines.append(f"| {name}{mark} | {both}/{len(TASKS)} | {done}/{len(TASKS)} | {answered}/{len(TASKS)} | "
+                     f"{done / baseline:.2f} | {run['replies']} | {run['seconds']:.1f} |")
     lines += ["", "| task | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
     for task in TASKS:
         cells = ["done+answered" if runs[n]["results"][task.name] == (True, True)

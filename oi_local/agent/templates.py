@@ -129,7 +129,7 @@ EXAMPLE_TURNS = PromptVariant(
 # bench: 1/12 tasks, no better than the baseline (2026-11-22, SmolLM2-135M, bench/tasks.py).
 LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_AND_REMINDER, EXAMPLE_TURNS)}
 
-# Chosen by measurement (bench/bench_agent.py, SmolLM2-135M-Instruct, 12 tasks): tasks done with the right
-# output: example+reminder 7/12, example-turns 5/12 (but it answers in words more often: 6/12 vs 1/12),
-# worked-example 1/12, Open Interpreter's own prompt 1/12.
-LOCAL_DEFAULT = EXAMPLE_AND_REMINDER
+# Chosen by measurement (bench/bench_agent.py, SmolLM2-135M-Instruct, 12 tasks, 2026-11-22) on the whole
+# loop, a task done with the right output AND answered with it: example-turns 6/12, example+reminder 1/12,
+# Open Interpreter's own prompt 1/12 (right output alone: 6, 7 and 1; worked-example alone: 1).
+LOCAL_DEFAULT = EXAMPLE_TURNS
