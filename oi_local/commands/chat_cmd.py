@@ -73,6 +73,8 @@ def start_chat(interpreter: Any, args: argparse.Namespace) -> int:
     if getattr(args, "conversations", False):
         if not pick_conversation(interpreter):
             return 0
+    # The Python kernel starts in the background while the model writes its first reply.
+    interpreter.computer.warm_up("python")
     message = getattr(args, "message", None)
     if message:
         terminal.render(interpreter, message, plain=plain)
