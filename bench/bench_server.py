@@ -7,7 +7,6 @@ Ready time is from the call (or the spawn) until GET /v1/models with the key ans
 
 from __future__ import annotations
 
-import http.client
 import os
 import secrets
 import statistics
@@ -32,19 +31,6 @@ def _model() -> Path:
     return path
 
 
-def _status(port: int, key: str) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
 def _raw_command(model: Path, port: int, key: str, threads: int) -> list[str]:
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "bench",
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_gpu_layers", "0",
@@ -53,6 +39,7 @@ def _raw_command(model: Path, port: int, key: str, threads: int) -> list[str]:
 
 def raw_ready(model: Path, log_dir: Path, threads: int) -> float:
     from oi_local.ports import free_port
+    from oi_local.server import models_status
 
     port, key = free_port(), secrets.token_hex(8)
     started = time.perf_counter()
@@ -60,7 +47,7 @@ def raw_ready(model: Path, log_dir: Path, threads: int) -> float:
         proc = subprocess.Popen(_raw_command(model, port, key, threads), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        while _status(port, key) != 200:
+        while models_status("127.0.0.1", port, key) != 200:
             if proc.poll() is not None:
                 raise RuntimeError(f"raw server exited with {proc.returncode}")
             time.sleep(0.05)
