@@ -17,6 +17,8 @@ it produces do not depend on how the reply was split into pieces. What it does:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LANGUAGE_ALIASES: dict[str, str] = {
     "python": "python", "py": "python", "python3": "python", "py3": "python", "ipython": "python",
     "shell": "shell", "sh": "shell", "bash": "shell", "zsh": "shell",
@@ -192,62 +194,73 @@ class FenceParser:
     def _text_char(self, c: str) -> None:
         sub = self.sub
         if sub == "prefix":  # at the start of a line: indentation, then maybe a fence
-            if c == "`":
-                self.held += c
-                self.ticks += 1
-                return
-            if c in " \t" and self.ticks == 0:
-                self.held += c
+            if self._hold_fence_char(c, indent=True):
                 return
             if self.ticks >= 3:
                 self.sub, self.info = "info", ""
                 self._text_char(c)
                 return
-            self._flush_text_line()
-            self._text_char(c)
+            self._text_not_a_fence(c)
             return
         if sub in ("info", "midinfo"):
             if c == "\n":
                 self._open_fence(self.info, mid_line=sub == "midinfo")
                 return
             if c == "`" or (sub == "midinfo" and not _is_word_char(c)):
-                self._flush_text_line()
-                self._text_char(c)
+                self._text_not_a_fence(c)
                 return
             self.info += c
             self.held += c
             return
         if sub == "ticks":  # a backtick run after text on the same line
-            if c == "`":
-                self.held += c
-                self.ticks += 1
+            if self._hold_fence_char(c):
                 return
             if self.ticks >= 3 and (c == "\n" or _is_word_char(c)):
                 self.sub, self.info = "midinfo", ""
                 self._text_char(c)
                 return
-            self._flush_text_line()
-            self._text_char(c)
+            self._text_not_a_fence(c)
             return
-        # sub == "normal": inside a line of text
+        self._line_char(c, self._text_out)  # sub == "normal": inside a line of text
+
+    def _text_not_a_fence(self, c: str) -> None:
+        self._release_held(self._text_out)
+        self._text_char(c)
+
+    # -- both modes -----------------------------------------------------------------------------------
+
+    def _hold_fence_char(self, c: str, *, indent: bool = False) -> bool:
+        """Holds back a backtick of a possible fence (or, before the first, indentation); False otherwise."""
+        if c == "`":
+            self.held += c
+            self.ticks += 1
+            return True
+        if indent and c in " \t" and self.ticks == 0:
+            self.held += c
+            return True
+        return False
+
+    def _line_char(self, c: str, out: Callable[[str], None]) -> None:
+        """A character inside a line: a backtick may begin a fence, anything else goes out."""
         if c == "`":
             self.sub, self.held, self.ticks = "ticks", "`", 1
             return
-        self._text_out(c)
+        out(c)
         if c == "\n":
             self.sub, self.ticks = "prefix", 0
 
-    def _flush_text_line(self) -> None:
+    def _release_held(self, out: Callable[[str], None]) -> None:
+        """What was held back as a possible fence turns out to be ordinary content."""
         held = self.held
         self.held, self.ticks, self.info, self.sub = "", 0, "", "normal"
-        self._text_out(held)
+        out(held)
 
     def _open_fence(self, info: str, *, mid_line: bool) -> None:
         tag = _fence_tag(info)
         if mid_line and tag and tag not in LANGUAGE_ALIASES:
             # ``` after text is a fence only before a known language name (or nothing)
             self.held += "\n"
-            self._flush_text_line()
+            self._release_held(self._text_out)
             self.sub, self.ticks = "prefix", 0
             return
         fence_ticks = self.ticks
@@ -274,31 +287,22 @@ class FenceParser:
     def _code_char(self, c: str) -> None:
         sub = self.sub
         if sub == "prefix":
-            if c == "`":
-                self.held += c
-                self.ticks += 1
-                return
-            if c in " \t" and self.ticks == 0:
-                self.held += c
+            if self._hold_fence_char(c, indent=True):
                 return
             if self.ticks >= self.fence_ticks:
                 self.sub = "closer"
                 self._code_char(c)
                 return
-            self._flush_code_line()
-            self._code_char(c)
+            self._code_not_a_fence(c)
             return
         if sub == "ticks":
-            if c == "`":
-                self.held += c
-                self.ticks += 1
+            if self._hold_fence_char(c):
                 return
             if self.ticks >= self.fence_ticks and c in " \t\n":
                 self.sub = "closer"
                 self._code_char(c)
                 return
-            self._flush_code_line()
-            self._code_char(c)
+            self._code_not_a_fence(c)
             return
         if sub == "closer":  # a backtick run that closes the block if only whitespace follows on its line
             if c in " \t":
@@ -309,21 +313,13 @@ class FenceParser:
                 self.held = ""
                 self._close_block(closing_fence=fence)
                 return
-            self._flush_code_line()
-            self._code_char(c)
+            self._code_not_a_fence(c)
             return
-        # sub == "normal"
-        if c == "`":
-            self.sub, self.held, self.ticks = "ticks", "`", 1
-            return
-        self._code_out(c)
-        if c == "\n":
-            self.sub, self.ticks = "prefix", 0
+        self._line_char(c, self._code_out)  # sub == "normal"
 
-    def _flush_code_line(self) -> None:
-        held = self.held
-        self.held, self.ticks, self.sub = "", 0, "normal"
-        self._code_out(held)
+    def _code_not_a_fence(self, c: str) -> None:
+        self._release_held(self._code_out)
+        self._code_char(c)
 
     def _close_block(self, *, closing_fence: str) -> None:
         if self.mode == "datafence":

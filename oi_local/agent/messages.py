@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from oi_local.agent.templates import CODE_OUTPUT_TEMPLATE, EMPTY_CODE_OUTPUT_TEMPLATE
 from oi_local.errors import OiLocalError
 
 ROLES = ("user", "assistant", "computer")
@@ -17,10 +18,8 @@ class Templates:
 
     user_message_template: str = "{content}"
     always_apply_user_message_template: bool = False
-    code_output_template: str = "Code output: {content}\n\nWhat does this output mean / what's next (if anything, or are we done)?"
-    empty_code_output_template: str = (
-        "The code above was executed on my machine. It produced no text output. What's next (if anything, or are we done?)"
-    )
+    code_output_template: str = CODE_OUTPUT_TEMPLATE
+    empty_code_output_template: str = EMPTY_CODE_OUTPUT_TEMPLATE
     code_output_sender: str = "user"
     max_output: int = 2800
     supports_vision: bool = False

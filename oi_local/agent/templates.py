@@ -31,6 +31,12 @@ LOOP_BREAKERS = [
 ]
 
 
+CODE_OUTPUT_TEMPLATE = "Code output: {content}\n\nWhat does this output mean / what's next (if anything, or are we done)?"
+EMPTY_CODE_OUTPUT_TEMPLATE = (
+    "The code above was executed on my machine. It produced no text output. What's next (if anything, or are we done?)"
+)
+
+
 @dataclass(frozen=True)
 class PromptVariant:
     """Everything the agent says to the model besides the conversation itself."""
@@ -40,10 +46,8 @@ class PromptVariant:
     execution_instructions: str
     user_message_template: str = "{content}"
     always_apply_user_message_template: bool = False
-    code_output_template: str = "Code output: {content}\n\nWhat does this output mean / what's next (if anything, or are we done)?"
-    empty_code_output_template: str = (
-        "The code above was executed on my machine. It produced no text output. What's next (if anything, or are we done?)"
-    )
+    code_output_template: str = CODE_OUTPUT_TEMPLATE
+    empty_code_output_template: str = EMPTY_CODE_OUTPUT_TEMPLATE
     code_output_sender: str = "user"
     notes: str = ""
     examples: tuple[tuple[str, str], ...] = ()  # (role, content) turns shown before the conversation
