@@ -210,20 +210,20 @@ def info(interpreter: Any, argument: str, display: Any) -> None:
     display.notice("\n".join(f"{key:<22} {value}" for key, value in rows))
 
 
-def markdown(interpreter: Any, argument: str, display: Any) -> None:
-    path = Path(argument).expanduser() if argument else export.default_path(".md")
-    if path.suffix != ".md":
-        path = path.with_name(path.name + ".md")
-    export.save_markdown(interpreter.messages, path)
+def _export(interpreter: Any, argument: str, display: Any, suffix: str, save: Callable[[list, Path], Any]) -> None:
+    path = Path(argument).expanduser() if argument else export.default_path(suffix)
+    if path.suffix != suffix:
+        path = path.with_name(path.name + suffix)
+    save(interpreter.messages, path)
     display.notice(f"Exported the conversation to {path}")
+
+
+def markdown(interpreter: Any, argument: str, display: Any) -> None:
+    _export(interpreter, argument, display, ".md", export.save_markdown)
 
 
 def jupyter(interpreter: Any, argument: str, display: Any) -> None:
-    path = Path(argument).expanduser() if argument else export.default_path(".ipynb")
-    if path.suffix != ".ipynb":
-        path = path.with_name(path.name + ".ipynb")
-    export.save_notebook(interpreter.messages, path)
-    display.notice(f"Exported the conversation to {path}")
+    _export(interpreter, argument, display, ".ipynb", export.save_notebook)
 
 
 def show_help(interpreter: Any, argument: str, display: Any) -> None:
