@@ -30,7 +30,13 @@ from oi_local.computer.languages.base import (
     run_timeout,
     timeout_message,
 )
-from oi_local.computer.languages.shell import _read_available
+from oi_local.computer.languages.piped_process import (
+    final_output,
+    kill_piped,
+    read_available,
+    send_signal,
+    start_piped,
+)
 
 STOP_GRACE = 2.0
 
@@ -101,43 +107,13 @@ class JavaScript:
 
     def _start(self, node: str) -> None:
         self._kill()
-        command_read, command_write = os.pipe()
-        control_read, control_write = os.pipe()
-        env = dict(os.environ, OI_LOCAL_FDS=f"{command_read} {control_write}")
-        try:
-            self._process = subprocess.Popen(
-                [node, "-e", _DRIVER],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(command_read, control_write),
-                start_new_session=True,
-                env=env,
-            )
-        finally:
-            os.close(command_read)
-            os.close(control_write)
-        self._command_fd, self._control_fd = command_write, control_read
-        os.set_blocking(self._process.stdout.fileno(), False)
-        os.set_blocking(control_read, False)
+        self._process, self._command_fd, self._control_fd = start_piped(
+            lambda command_fd, control_fd: [node, "-e", _DRIVER], dict(os.environ)
+        )
 
     def _kill(self) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            process.wait()
-            if process.stdout:
-                process.stdout.close()
-        for fd in (self._command_fd, self._control_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        kill_piped(process, (self._command_fd, self._control_fd))
         self._command_fd = self._control_fd = None
 
     def _run(self, code: str) -> Iterator[dict]:
@@ -160,16 +136,14 @@ class JavaScript:
             while not done:
                 readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], 0.25)
                 if stdout_fd in readable:
-                    text = decoder.decode(_read_available(stdout_fd))
+                    text = decoder.decode(read_available(stdout_fd))
                     if text:
                         yield output(text)
-                if self._control_fd in readable and b"D" in _read_available(self._control_fd):
+                if self._control_fd in readable and b"D" in read_available(self._control_fd):
                     done = True
                     break
                 if process.poll() is not None:
-                    text = decoder.decode(_read_available(stdout_fd), final=True)
-                    if text:
-                        yield output(text)
+                    yield from final_output(stdout_fd, decoder)
                     yield output(
                         f"\n[node exited with code {process.returncode}. The next run starts a new node: "
                         "variables from earlier runs are gone.]\n"
@@ -183,7 +157,7 @@ class JavaScript:
                         self._stop_requested.set()
                     if self._stop_requested.is_set():
                         stopping_since = now
-                        _interrupt(process)
+                        send_signal(process.pid, signal.SIGINT)
                 elif now - stopping_since > STOP_GRACE:
                     self._kill()
                     yield output(
@@ -192,9 +166,7 @@ class JavaScript:
                     )
                     break
             if done:
-                text = decoder.decode(_read_available(stdout_fd), final=True)
-                if text:
-                    yield output(text)
+                yield from final_output(stdout_fd, decoder)
             finished = True
             yield active_line(None)
         finally:
@@ -202,10 +174,3 @@ class JavaScript:
             if not finished and self._process is process:
                 # The consumer stopped reading mid-run: the code may go on, so replace node.
                 self._kill()
-
-
-def _interrupt(process: subprocess.Popen) -> None:
-    try:
-        os.kill(process.pid, signal.SIGINT)
-    except (ProcessLookupError, PermissionError):
-        pass

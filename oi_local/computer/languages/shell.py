@@ -54,6 +54,13 @@ from oi_local.computer.languages.base import (
     run_timeout,
     timeout_message,
 )
+from oi_local.computer.languages.piped_process import (
+    final_output,
+    kill_piped,
+    read_available,
+    send_signal,
+    start_piped,
+)
 
 CHECK_INTERVAL = 0.25
 SIGINT_REPEAT = 0.3
@@ -156,56 +163,27 @@ class Shell:
             self._kill_shell()
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="oi-local-shell-")
-        command_read, command_write = os.pipe()
-        control_read, control_write = os.pipe()
         env = dict(os.environ)
         env.pop("BASH_ENV", None)
         env.pop("ENV", None)
         env.setdefault("PAGER", "cat")
         env.setdefault("GIT_PAGER", "cat")
-        env["OI_LOCAL_FDS"] = f"{command_read} {control_write}"
-        boot = (
-            f'exec 57<&{command_read} 58>&{control_write} {command_read}<&- {control_write}>&-\n'
-            "unset OI_LOCAL_FDS\n" + ("__oi_lines=1\n" if self.active_lines else "") + _LOOP
-        )
-        cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
-        try:
-            self._process = subprocess.Popen(
-                [bash, "--noprofile", "--norc", "-c", boot],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(command_read, control_write),
-                start_new_session=True,
-                cwd=cwd,
-                env=env,
+
+        def arguments(command_fd: int, control_fd: int) -> list[str]:
+            boot = (
+                f'exec 57<&{command_fd} 58>&{control_fd} {command_fd}<&- {control_fd}>&-\n'
+                "unset OI_LOCAL_FDS\n" + ("__oi_lines=1\n" if self.active_lines else "") + _LOOP
             )
-        finally:
-            os.close(command_read)
-            os.close(control_write)
-        self._command_fd, self._control_fd = command_write, control_read
+            return [bash, "--noprofile", "--norc", "-c", boot]
+
+        cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
+        self._process, self._command_fd, self._control_fd = start_piped(arguments, env, cwd)
         self._exit_reported = False
-        os.set_blocking(self._process.stdout.fileno(), False)
-        os.set_blocking(control_read, False)
         return note
 
     def _kill_shell(self) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            process.wait()
-            if process.stdout:
-                process.stdout.close()
-        for fd in (self._command_fd, self._control_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        kill_piped(process, (self._command_fd, self._control_fd))
         self._command_fd = self._control_fd = None
 
     # -- one run ------------------------------------------------------------------------------------------
@@ -244,7 +222,7 @@ class Shell:
                     wait = min(wait, 0.05)
                 readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], wait)
                 if stdout_fd in readable:
-                    data = _read_available(stdout_fd)
+                    data = read_available(stdout_fd)
                     if data:
                         total_output += len(data)
                         text = decoder.decode(data)
@@ -254,7 +232,7 @@ class Shell:
                         yield output(f"\n[Stopped: the run printed more than {MAX_OUTPUT_BYTES // 2**20} MiB.]\n")
                         self._stop_requested.set()
                 if self._control_fd in readable:
-                    control += _read_available(self._control_fd)
+                    control += read_available(self._control_fd)
                     *lines, control = control.split(b"\n")
                     for line in lines:
                         if line.startswith(b"L "):
@@ -268,10 +246,7 @@ class Shell:
                 if exit_code is not None:
                     break
                 if process.poll() is not None:
-                    rest = _read_available(stdout_fd)
-                    text = decoder.decode(rest, final=True)
-                    if text:
-                        yield output(text)
+                    yield from final_output(stdout_fd, decoder)
                     exit_code = process.returncode
                     self._exit_reported = True
                     yield output(
@@ -320,10 +295,7 @@ class Shell:
                         exit_code = -1
                         break
             if self._process is process:
-                rest = _read_available(stdout_fd)
-                text = decoder.decode(rest, final=True)
-                if text:
-                    yield output(text)
+                yield from final_output(stdout_fd, decoder)
             self.last_exit_code = exit_code
             if exit_code and stopping_since is None and process.poll() is None:
                 yield output(f"\n[exit code {exit_code}]\n")
@@ -357,9 +329,9 @@ class Shell:
                 _signal_foreground(process.pid, signal.SIGKILL)
             readable, _, _ = select.select([process.stdout.fileno(), self._control_fd], [], [], 0.05)
             if process.stdout.fileno() in readable:
-                _read_available(process.stdout.fileno())
+                read_available(process.stdout.fileno())
             if self._control_fd in readable:
-                control += _read_available(self._control_fd)
+                control += read_available(self._control_fd)
                 if b"\nD " in b"\n" + control:
                     return
         self._kill_shell()
@@ -441,7 +413,7 @@ def _waiting_message(command: str | None) -> str:
 
 def _interrupt_run(shell_pid: int) -> None:
     """SIGINT to the shell (its trap unwinds the code) and to the run's foreground processes."""
-    _kill(shell_pid, signal.SIGINT)
+    send_signal(shell_pid, signal.SIGINT)
     _signal_foreground(shell_pid, signal.SIGINT)
 
 
@@ -465,7 +437,7 @@ def _signal_foreground(shell_pid: int, sig: int) -> None:
         except psutil.Error:
             tree = [child.pid]
         for pid in tree:
-            _kill(pid, sig)
+            send_signal(pid, sig)
 
 
 def _ignored_signals(pid: int) -> int:
@@ -475,27 +447,3 @@ def _ignored_signals(pid: int) -> int:
         return 0
     ignored = next((line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), "0")
     return int(ignored, 16)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _read_available(fd: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-        if len(data) < 65536:
-            break
-    return b"".join(chunks)

@@ -1,0 +1,96 @@
+"""A persistent interpreter driven over pipes, as the shell and JavaScript languages run theirs.
+
+The process runs in its own session with stdin from /dev/null and stdout and stderr on one pipe (so their
+order is kept). It reads one line per run from a private command pipe and reports on a private control
+pipe; the two fd numbers it was given are also in its environment as `OI_LOCAL_FDS` ("<command> <control>").
+Our ends of stdout and the control pipe are non-blocking, to be read with select() and read_available().
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+
+from oi_local.computer.languages.base import output
+
+
+def start_piped(
+    arguments: Callable[[int, int], list[str]], env: dict[str, str], cwd: str | None = None
+) -> tuple[subprocess.Popen, int, int]:
+    """Start the process from `arguments(command_fd, control_fd)` (its ends of the two pipes) and return it
+    with our ends: the command pipe to write and the control pipe to read."""
+    command_read, command_write = os.pipe()
+    control_read, control_write = os.pipe()
+    env = dict(env, OI_LOCAL_FDS=f"{command_read} {control_write}")
+    try:
+        process = subprocess.Popen(
+            arguments(command_read, control_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(command_read, control_write),
+            start_new_session=True,
+            cwd=cwd,
+            env=env,
+        )
+    finally:
+        os.close(command_read)
+        os.close(control_write)
+    os.set_blocking(process.stdout.fileno(), False)
+    os.set_blocking(control_read, False)
+    return process, command_write, control_read
+
+
+def kill_piped(process: subprocess.Popen | None, fds: Iterable[int | None]) -> None:
+    """Kill the process with everything in its session, reap it and close our pipe ends."""
+    if process is not None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        process.wait()
+        if process.stdout:
+            process.stdout.close()
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def send_signal(pid: int, sig: int) -> None:
+    """Signal `pid`, quietly when it is already gone or not ours."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def read_available(fd: int) -> bytes:
+    """What a non-blocking fd has to read now (b"" when nothing, at end-of-file or on an error)."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if len(data) < 65536:
+            break
+    return b"".join(chunks)
+
+
+def final_output(fd: int, decoder: codecs.IncrementalDecoder) -> Iterator[dict]:
+    """The rest of what the process printed, decoded to the end, as an output chunk (none when empty)."""
+    text = decoder.decode(read_available(fd), final=True)
+    if text:
+        yield output(text)
