@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
-from pathlib import Path
 
+import computer_support
 import pytest
+from computer_support import text
 
 from oi_local.computer import Computer, SafetyReport
 from oi_local.computer.languages.javascript import JavaScript
 from oi_local.errors import OiLocalError
 
-
-@pytest.fixture
-def scratch():
-    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
-    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-def text(chunks) -> str:
-    return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
-
-
-@pytest.fixture(scope="module")
-def computer():
-    computer = Computer()
-    yield computer
-    computer.terminate()
+# The shared fixtures, under this module's names so that pytest finds them.
+computer = computer_support.computer
+scratch = computer_support.scratch
 
 
 @pytest.mark.parametrize(

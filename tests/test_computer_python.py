@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import struct
-import tempfile
 import threading
 import time
 import zlib
-from pathlib import Path
 
-import pytest
+import computer_support
+from computer_support import output_with_timeout, text
 
 from oi_local.computer import Computer
 
-
-@pytest.fixture(scope="module")
-def computer():
-    computer = Computer()
-    yield computer
-    computer.terminate()
-
-
-@pytest.fixture
-def scratch():
-    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
-    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-def text(chunks) -> str:
-    return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
+# The shared fixtures, under this module's names so that pytest finds them.
+computer = computer_support.computer
+scratch = computer_support.scratch
 
 
 def tiny_png() -> bytes:
@@ -136,11 +120,7 @@ def test_closing_the_stream_interrupts_the_cell(computer, scratch):
 
 def test_timeout_stops_the_cell_and_keeps_the_kernel(computer):
     computer.run("python", "survivor = 5")
-    computer.timeout = 1
-    try:
-        out = text(computer.run("python", "import time\ntime.sleep(20)"))
-    finally:
-        computer.timeout = 300
+    out = output_with_timeout(computer, "python", "import time\ntime.sleep(20)")
     assert "longer than 1 seconds" in out and "KeyboardInterrupt" in out
     assert text(computer.run("python", "print(survivor)")) == "5\n"
 

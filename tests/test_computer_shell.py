@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
+import computer_support
 import pytest
+from computer_support import output_with_timeout, text
 
 from oi_local.computer import Computer
 from oi_local.computer.languages.shell import Shell
 
-
-@pytest.fixture(scope="module")
-def computer():
-    computer = Computer()
-    yield computer
-    computer.terminate()
-
-
-@pytest.fixture
-def scratch():
-    """A private folder (not pytest's tmp_path: parallel pytest sessions on one machine prune each other's)."""
-    folder = Path(tempfile.mkdtemp(prefix="oi-local-test-computer-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-def text(chunks) -> str:
-    return "".join(c["content"] for c in chunks if c.get("type") == "console" and c.get("format") == "output")
+# The shared fixtures, under this module's names so that pytest finds them.
+computer = computer_support.computer
+scratch = computer_support.scratch
 
 
 def test_directory_environment_and_variables_persist(computer, scratch):
@@ -118,11 +104,7 @@ def test_a_pipe_inside_the_code_is_not_mistaken_for_waiting(computer):
 
 def test_timeout_stops_the_run_and_keeps_the_shell(computer):
     computer.run("shell", "survivor=here")
-    computer.timeout = 1
-    try:
-        out = text(computer.run("shell", "sleep 20\necho not-reached"))
-    finally:
-        computer.timeout = 300
+    out = output_with_timeout(computer, "shell", "sleep 20\necho not-reached")
     assert "longer than 1 seconds" in out and "not-reached" not in out
     assert text(computer.run("shell", "echo $survivor")) == "here\n"
 
@@ -152,11 +134,7 @@ def test_stop_inside_a_function_skips_the_rest_of_the_code(computer):
 
 
 def test_a_busy_bash_loop_is_stopped(computer):
-    computer.timeout = 1
-    try:
-        out = text(computer.run("shell", "while true; do :; done\necho not-reached"))
-    finally:
-        computer.timeout = 300
+    out = output_with_timeout(computer, "shell", "while true; do :; done\necho not-reached")
     assert "longer than 1 seconds" in out and "not-reached" not in out
     assert text(computer.run("shell", "echo fine")) == "fine\n"
 
