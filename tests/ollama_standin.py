@@ -249,22 +249,20 @@ class OllamaStandin:
     # --- wire helpers ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _json(h, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
+    def _send(h, status: int, content_type: str, data: bytes) -> None:
         h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
 
-    @staticmethod
-    def _text(h, status: int, text: str) -> None:
-        data = text.encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "text/plain; charset=utf-8")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+    @classmethod
+    def _json(cls, h, status: int, payload: dict) -> None:
+        cls._send(h, status, "application/json; charset=utf-8", json.dumps(payload).encode())
+
+    @classmethod
+    def _text(cls, h, status: int, text: str) -> None:
+        cls._send(h, status, "text/plain; charset=utf-8", text.encode())
 
     @staticmethod
     def _start_stream(h) -> None:
