@@ -39,18 +39,24 @@ class Picked:
 # --- prompts ---------------------------------------------------------------------------------------------
 
 
-def _ask(question) -> Any:
-    """Run a questionary question; Escape answers BACK, Ctrl-C raises Cancelled."""
+def escape_answers(question, result: Any) -> None:
+    """Make Escape end a questionary question with `result` (its other key bindings stay)."""
     from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
 
     escape = KeyBindings()
 
     @escape.add("escape", eager=True)
-    def _back(event) -> None:
-        event.app.exit(result=BACK)
+    def _escape(event) -> None:
+        event.app.exit(result=result)
 
     app = question.application
     app.key_bindings = merge_key_bindings([app.key_bindings, escape]) if app.key_bindings else escape
+
+
+def _ask(question) -> Any:
+    """Run a questionary question; Escape answers BACK, Ctrl-C raises Cancelled."""
+    escape_answers(question, BACK)
+    app = question.application
     app.ttimeoutlen = 0.05  # Escape alone is recognised quickly (arrow keys start with Escape too)
     try:
         answer = question.unsafe_ask()

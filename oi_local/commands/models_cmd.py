@@ -255,16 +255,9 @@ def interactive(args: argparse.Namespace) -> int:
 
 def _ask(question):
     """Ask; None when the user presses Escape or Ctrl-C."""
-    from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+    from oi_local.explorer import escape_answers
 
-    escape = KeyBindings()
-
-    @escape.add("escape", eager=True)
-    def _back(event) -> None:
-        event.app.exit(result=None)
-
-    app = question.application
-    app.key_bindings = merge_key_bindings([app.key_bindings, escape]) if app.key_bindings else escape
+    escape_answers(question, None)
     try:
         return question.unsafe_ask()
     except (KeyboardInterrupt, EOFError):
