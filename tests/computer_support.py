@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,13 @@ def output_with_timeout(computer: Computer, language: str, code: str, seconds: f
         return text(computer.run(language, code))
     finally:
         computer.timeout = DEFAULT_TIMEOUT
+
+
+def stopped_once_seen(computer: Computer, language: str, code: str, marker: str) -> list[dict]:
+    """Stream one run, calling computer.stop() from another thread once output shows `marker`; its chunks."""
+    chunks = []
+    for chunk in computer.run(language, code, stream=True):
+        chunks.append(chunk)
+        if chunk.get("format") == "output" and marker in chunk["content"]:
+            threading.Thread(target=computer.stop).start()
+    return chunks

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import threading
 
 import computer_support
 import pytest
-from computer_support import text
+from computer_support import stopped_once_seen, text
 
 from oi_local.computer import Computer, SafetyReport
 from oi_local.computer.languages.javascript import JavaScript
@@ -78,11 +77,7 @@ def test_javascript_top_level_await(computer):
 @node
 def test_javascript_stop_interrupts_a_busy_loop(computer):
     computer.run("js", "var survivor = 'ok'")
-    chunks = []
-    for chunk in computer.run("js", "console.log('spinning'); while (true) {}", stream=True):
-        chunks.append(chunk)
-        if "spinning" in str(chunk.get("content")):
-            threading.Thread(target=computer.stop).start()
+    chunks = stopped_once_seen(computer, "js", "console.log('spinning'); while (true) {}", "spinning")
     assert "interrupted" in text(chunks)
     assert text(computer.run("js", "survivor")) == "'ok'\n"
 

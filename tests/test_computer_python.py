@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import struct
-import threading
 import time
 import zlib
 
 import computer_support
-from computer_support import output_with_timeout, text
+from computer_support import output_with_timeout, stopped_once_seen, text
 
 from oi_local.computer import Computer
 
@@ -99,11 +98,8 @@ def test_input_is_refused_with_an_explanation(computer):
 def test_stop_from_another_thread_interrupts_a_long_cell(computer):
     computer.run("python", "kept = 'yes'")
     started = time.monotonic()
-    chunks = []
-    for chunk in computer.run("python", "import time\nprint('sleeping', flush=True)\ntime.sleep(30)", stream=True):
-        chunks.append(chunk)
-        if chunk.get("format") == "output" and "sleeping" in chunk["content"]:
-            threading.Thread(target=computer.stop).start()
+    code = "import time\nprint('sleeping', flush=True)\ntime.sleep(30)"
+    chunks = stopped_once_seen(computer, "python", code, "sleeping")
     assert time.monotonic() - started < 20  # it did not sleep the 30 s out
     assert "KeyboardInterrupt" in text(chunks)
     assert text(computer.run("python", "print(kept)")) == "yes\n"

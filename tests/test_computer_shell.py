@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 import time
 
 import computer_support
 import pytest
-from computer_support import output_with_timeout, text
+from computer_support import output_with_timeout, stopped_once_seen, text
 
 from oi_local.computer import Computer
 from oi_local.computer.languages.shell import Shell
@@ -112,23 +111,15 @@ def test_timeout_stops_the_run_and_keeps_the_shell(computer):
 def test_stop_from_another_thread(computer):
     computer.run("shell", "kept=1")
     started = time.monotonic()
-    chunks = []
-    for chunk in computer.run("shell", "echo go\nsleep 30\necho not-reached", stream=True):
-        chunks.append(chunk)
-        if chunk.get("format") == "output" and "go" in chunk["content"]:
-            threading.Thread(target=computer.stop).start()
+    chunks = stopped_once_seen(computer, "shell", "echo go\nsleep 30\necho not-reached", "go")
     assert time.monotonic() - started < 20
     assert "not-reached" not in text(chunks)
     assert text(computer.run("shell", "echo $kept")) == "1\n"
 
 
 def test_stop_inside_a_function_skips_the_rest_of_the_code(computer):
-    chunks = []
-    for chunk in computer.run("shell", "f() {\n  echo in-f\n  sleep 30\n  echo rest-of-f\n}\nf\necho after-f", stream=True):
-        chunks.append(chunk)
-        if "in-f" in str(chunk.get("content")):
-            threading.Thread(target=computer.stop).start()
-    out = text(chunks)
+    code = "f() {\n  echo in-f\n  sleep 30\n  echo rest-of-f\n}\nf\necho after-f"
+    out = text(stopped_once_seen(computer, "shell", code, "in-f"))
     assert "in-f" in out and "rest-of-f" not in out and "after-f" not in out
     assert text(computer.run("shell", "echo fine")) == "fine\n"
 
@@ -142,10 +133,7 @@ def test_a_busy_bash_loop_is_stopped(computer):
 def test_a_program_ignoring_sigint_is_ended_and_the_shell_kept(computer):
     computer.run("shell", "kept_through_sigterm=yes")
     code = f"{sys.executable} -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print(1, flush=True); time.sleep(30)'"
-    stream = computer.run("shell", code, stream=True)
-    for chunk in stream:
-        if chunk.get("format") == "output" and "1" in chunk["content"]:
-            threading.Thread(target=computer.stop).start()
+    stopped_once_seen(computer, "shell", code, "1")
     assert text(computer.run("shell", "echo $kept_through_sigterm")) == "yes\n"  # SIGTERM, not a new shell
 
 
