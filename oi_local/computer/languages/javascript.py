@@ -16,11 +16,8 @@ import json
 import os
 import select
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from oi_local.computer.languages.base import (
     active_line,
@@ -31,11 +28,10 @@ from oi_local.computer.languages.base import (
     timeout_message,
 )
 from oi_local.computer.languages.piped_process import (
+    PipedLanguage,
     final_output,
-    kill_piped,
     read_available,
     send_signal,
-    start_piped,
 )
 
 STOP_GRACE = 2.0
@@ -73,19 +69,10 @@ async function runCell(code) {
 """
 
 
-class JavaScript:
+class JavaScript(PipedLanguage):
     name = "javascript"
     aliases = ("js", "node", "nodejs")
     executables = ("node", "nodejs")
-
-    def __init__(self, computer: Any = None) -> None:
-        self.computer = computer
-        self._process: subprocess.Popen | None = None
-        self._command_fd: int | None = None
-        self._control_fd: int | None = None
-        self._stop_requested = threading.Event()
-        self._running = False
-        self._lock = threading.Lock()
 
     def run(self, code: str) -> Iterator[dict]:
         node = find_runtime(self.executables)
@@ -97,24 +84,9 @@ class JavaScript:
                 self._start(node)
         yield from self._run(code)
 
-    def stop(self) -> None:
-        if self._running:
-            self._stop_requested.set()
-
-    def terminate(self) -> None:
-        self._stop_requested.set()
-        self._kill()
-
     def _start(self, node: str) -> None:
         self._kill()
-        self._process, self._command_fd, self._control_fd = start_piped(
-            lambda command_fd, control_fd: [node, "-e", _DRIVER], dict(os.environ)
-        )
-
-    def _kill(self) -> None:
-        process, self._process = self._process, None
-        kill_piped(process, (self._command_fd, self._control_fd))
-        self._command_fd = self._control_fd = None
+        self._start_process(lambda command_fd, control_fd: [node, "-e", _DRIVER], dict(os.environ))
 
     def _run(self, code: str) -> Iterator[dict]:
         process = self._process

@@ -12,7 +12,9 @@ import codecs
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from oi_local.computer.languages.base import output
 
@@ -61,6 +63,40 @@ def kill_piped(process: subprocess.Popen | None, fds: Iterable[int | None]) -> N
                 os.close(fd)
             except OSError:
                 pass
+
+
+class PipedLanguage:
+    """Base of a language that keeps one piped process across runs: its handles, the stop flag, killing it.
+
+    A subclass starts the process with _start_process(), sets `_running` for the length of a run and
+    watches `_stop_requested` in it."""
+
+    def __init__(self, computer: Any = None) -> None:
+        self.computer = computer
+        self._process: subprocess.Popen | None = None
+        self._command_fd: int | None = None
+        self._control_fd: int | None = None
+        self._stop_requested = threading.Event()
+        self._running = False
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        if self._running:
+            self._stop_requested.set()
+
+    def terminate(self) -> None:
+        self._stop_requested.set()
+        self._kill()
+
+    def _start_process(
+        self, arguments: Callable[[int, int], list[str]], env: dict[str, str], cwd: str | None = None
+    ) -> None:
+        self._process, self._command_fd, self._control_fd = start_piped(arguments, env, cwd)
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        kill_piped(process, (self._command_fd, self._control_fd))
+        self._command_fd = self._control_fd = None
 
 
 def send_signal(pid: int, sig: int) -> None:

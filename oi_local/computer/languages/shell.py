@@ -39,7 +39,6 @@ import select
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,11 +54,10 @@ from oi_local.computer.languages.base import (
     timeout_message,
 )
 from oi_local.computer.languages.piped_process import (
+    PipedLanguage,
     final_output,
-    kill_piped,
     read_available,
     send_signal,
-    start_piped,
 )
 
 CHECK_INTERVAL = 0.25
@@ -100,25 +98,19 @@ _SYSCALLS = {
 }
 
 
-class Shell:
+class Shell(PipedLanguage):
     name = "shell"
     aliases = ("bash", "sh", "zsh")
     executables = ("bash",)
     active_lines = False  # see the module docstring: the DEBUG trap costs tight loops dearly
 
     def __init__(self, computer: Any = None) -> None:
-        self.computer = computer
+        super().__init__(computer)
         self.last_exit_code: int | None = None
-        self._process: subprocess.Popen | None = None
-        self._command_fd: int | None = None
-        self._control_fd: int | None = None
         self._dir: str | None = None
         self._cwd: str | None = None
         self._runs = 0
-        self._stop_requested = threading.Event()
-        self._running = False
         self._exit_reported = False
-        self._lock = threading.Lock()
 
     # -- the seed's language interface ------------------------------------------------------------------
 
@@ -133,13 +125,8 @@ class Shell:
             yield output(note)
         yield from self._run(code)
 
-    def stop(self) -> None:
-        if self._running:
-            self._stop_requested.set()
-
     def terminate(self) -> None:
-        self._stop_requested.set()
-        self._kill_shell()
+        super().terminate()
         if self._dir:
             for path in Path(self._dir).glob("*"):
                 path.unlink(missing_ok=True)
@@ -160,7 +147,7 @@ class Shell:
                 f"[The shell had exited (code {self._process.returncode}); a new one was started in "
                 f"{self._cwd}. Variables, functions and unexported settings from earlier runs are gone.]\n"
             )
-            self._kill_shell()
+            self._kill()
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="oi-local-shell-")
         env = dict(os.environ)
@@ -177,14 +164,9 @@ class Shell:
             return [bash, "--noprofile", "--norc", "-c", boot]
 
         cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
-        self._process, self._command_fd, self._control_fd = start_piped(arguments, env, cwd)
+        self._start_process(arguments, env, cwd)
         self._exit_reported = False
         return note
-
-    def _kill_shell(self) -> None:
-        process, self._process = self._process, None
-        kill_piped(process, (self._command_fd, self._control_fd))
-        self._command_fd = self._control_fd = None
 
     # -- one run ------------------------------------------------------------------------------------------
 
@@ -287,7 +269,7 @@ class Shell:
                         escalation = 2
                         _signal_foreground(process.pid, signal.SIGKILL)
                     elif escalation == 2 and waited > 3.0:
-                        self._kill_shell()
+                        self._kill()
                         yield output(
                             "\n[The shell did not stop, so it was replaced. The next run starts in "
                             f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
@@ -334,7 +316,7 @@ class Shell:
                 control += read_available(self._control_fd)
                 if b"\nD " in b"\n" + control:
                     return
-        self._kill_shell()
+        self._kill()
 
     @staticmethod
     def _waiting_for_input(shell_pid: int, fifo_id: tuple[int, int] | None) -> set[int]:
