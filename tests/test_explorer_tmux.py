@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -103,7 +104,8 @@ def test_llamacpp_menu_escape_back_then_one_shot(home_with_model, env_nothing_ru
     screen = t.screen()
     answer = screen.split("Press `CTRL-C` to stop.", 1)[1].split("__EXIT_CODE_", 1)[0]
     assert answer.strip(), screen  # the model's reply (text or code and its output) was rendered
-    assert "Traceback" not in screen
+    # A traceback of the model's own code may be shown as its output; one from oi_local itself may not.
+    assert not re.search(r'File "[^"]*oi_local', screen), screen
 
 
 def test_ctrl_c_in_a_menu_leaves_cleanly(tmp_path, env_nothing_running, session):
