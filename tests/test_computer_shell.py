@@ -160,7 +160,7 @@ def test_background_jobs_survive_a_stop(computer, scratch):
     next(stream)
     computer.stop()
     list(stream)
-    for _ in range(50):
+    for _ in range(150):
         if done.exists():
             break
         time.sleep(0.1)
