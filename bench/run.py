@@ -3,7 +3,8 @@
 Usage: .venv/bin/python bench/run.py [NAME ...]   (NAME: e.g. "startup" for bench/bench_startup.py)
 
 Each bench module has `run() -> str`, returning a markdown section (a `## Title`, the exact command or
-setup it measured, and a table). Figures are ratios against a baseline measured in the same run.
+setup it measured, and a table). Figures are ratios against a baseline measured in the same run. Each
+module runs in a fresh Python process, so none inherits another's imports, memory or environment.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import datetime as dt
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +45,25 @@ def load(path: Path):
     return module
 
 
+def run_isolated(path: Path) -> str:
+    """The module's section, from `run()` called in a child process."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "section.md"
+        done = subprocess.run([sys.executable, __file__, "--one", str(path), str(out)], cwd=BENCH_DIR.parent)
+        if done.returncode != 0 or not out.exists():
+            return f"## {path.stem}\n\nFAILED: the benchmark process exited with {done.returncode} (its output is above)."
+        return out.read_text().strip()
+
+
+def run_one(path: Path, out: Path) -> int:
+    try:
+        section = load(path).run().strip()
+    except Exception as error:  # a failed benchmark is reported, not hidden
+        section = f"## {path.stem}\n\nFAILED: {type(error).__name__}: {error}"
+    out.write_text(section)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     paths = sorted(BENCH_DIR.glob("bench_*.py"))
@@ -51,10 +73,7 @@ def main(argv: list[str]) -> int:
     for path in paths:
         started = time.monotonic()
         print(f"bench: {path.stem} ...", flush=True)
-        try:
-            sections.append(load(path).run().strip())
-        except Exception as error:  # a failed benchmark is reported, not hidden
-            sections.append(f"## {path.stem}\n\nFAILED: {type(error).__name__}: {error}")
+        sections.append(run_isolated(path))
         print(f"bench: {path.stem} done in {time.monotonic() - started:.1f}s", flush=True)
     command = "python bench/run.py" + ("" if not argv else " " + " ".join(argv))
     header = (
@@ -74,4 +93,6 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(BENCH_DIR.parent))
+    if sys.argv[1:2] == ["--one"]:
+        sys.exit(run_one(Path(sys.argv[2]), Path(sys.argv[3])))
     sys.exit(main(sys.argv[1:]))
