@@ -337,6 +337,11 @@ class ManagedServer:
             return ServerError(f"The {self.name} ({self.endpoint.api_base}) was stopped by this program.",
                                kind="stopped", log_path=self.log_path)
         code = self.returncode()
+        if code is None and models_status(self.host, self.port, self.endpoint.api_key, 5.0) != 200:
+            code = self._exit_within(2.0)  # a server killed a moment ago may not be reaped yet
+            if code is None:
+                return ServerError(self._message("is running but does not answer GET /v1/models.", tail(self.log_path)),
+                                   kind="not_answering", log_path=self.log_path)
         if code is not None:
             lines = tail(self.log_path)
             kind, advice = diagnose(code, lines, model_path=self.model_path, port=self.port)
@@ -344,10 +349,13 @@ class ManagedServer:
                 advice = f"It was killed by {_signal_name(code)}."
             return ServerError(self._message(f"stopped while in use. {advice}", lines), kind=kind,
                                log_path=self.log_path, returncode=code, log_tail=lines)
-        if models_status(self.host, self.port, self.endpoint.api_key, 5.0) != 200:
-            return ServerError(self._message("is running but does not answer GET /v1/models.", tail(self.log_path)),
-                               kind="not_answering", log_path=self.log_path)
         return None
+
+    def _exit_within(self, seconds: float) -> int | None:
+        deadline = time.monotonic() + seconds
+        while (code := self.returncode()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return code
 
     def check(self) -> None:
         """Raise ServerError (an OiLocalError naming the server and its log) unless the server is healthy."""
