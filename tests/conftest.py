@@ -19,8 +19,17 @@ TEST_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def pytest_configure(config):
-    """Each run gets its own temporary folder: pytest's shared default keeps only the three newest runs' folders
+    """Started in the background by a non-interactive shell, pytest inherits SIGINT and SIGQUIT ignored, and so
+    would every program a test starts and then interrupts: give them their defaults back.
+
+    Each run gets its own temporary folder: pytest's shared default keeps only the three newest runs' folders
     and deletes older ones, even while another pytest run on the same machine still uses them."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         import tempfile
 

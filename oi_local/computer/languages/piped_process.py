@@ -19,6 +19,18 @@ from typing import Any
 from oi_local.computer.languages.base import output
 
 
+def _restore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def interruptible() -> Callable[[], None] | None:
+    """A preexec_fn for children that stop() interrupts. A program started in the background by a shell
+    inherits SIGINT and SIGQUIT ignored, and so would every child it starts: then no stop could reach them."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN or signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN
+    return _restore_interrupts if ignored else None
+
+
 def start_piped(
     arguments: Callable[[int, int], list[str]], env: dict[str, str], cwd: str | None = None
 ) -> tuple[subprocess.Popen, int, int]:
@@ -35,6 +47,7 @@ def start_piped(
             stderr=subprocess.STDOUT,
             pass_fds=(command_read, control_write),
             start_new_session=True,
+            preexec_fn=interruptible(),
             cwd=cwd,
             env=env,
         )

@@ -23,6 +23,7 @@ from oi_local.computer.languages.base import (
     run_timeout,
     timeout_message,
 )
+from oi_local.computer.languages.piped_process import interruptible
 
 
 class ScriptedLanguage:
@@ -53,7 +54,7 @@ class ScriptedLanguage:
             self._process = process = subprocess.Popen(
                 [program, *self.arguments, handle.name],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=interruptible(),
             )
             reader = threading.Thread(target=self._pump, args=(process,), daemon=True)
             chunks: list[bytes] = []
