@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks import TASKS, BenchTask  # noqa: E402
 
-from oi_local.ports import free_port  # noqa: E402
-from oi_local.server import stop_process_tree  # noqa: E402
+from oi_local.serving.ports import free_port  # noqa: E402
+from oi_local.serving.server import stop_process_tree  # noqa: E402
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORY_PROMPT = "Write a long story about a cat who learns to program."

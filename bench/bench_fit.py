@@ -1,4 +1,4 @@
-"""Memory fit: oi_local.fit's estimate for the test model against a real llama.cpp server's measured memory.
+"""Memory fit: oi_local.models.fit's estimate for the test model against a real llama.cpp server's measured memory.
 
 For each context size a fresh `python -m llama_cpp.server` (logits_all off, as the estimate assumes) loads
 the test model; its resident memory is read after load, after a one-line chat completion, and (as the
@@ -20,7 +20,8 @@ CONTEXTS = (1024, 2048)
 def run() -> str:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from oi_local import fit, hardware
+    from oi_local.machine import hardware
+    from oi_local.models import fit
     from tests.conftest import find_test_model
     from tests.fit_support import measure_server
 
@@ -48,7 +49,7 @@ def run() -> str:
         "--n_ctx N --logits_all False` (other settings default: n_batch = n_ubatch = 512, no flash attention, CPU). "
         "Measured with psutil / /proc: RSS after load, RSS after a one-line chat completion, and the peak RSS "
         "(VmHWM, memory-mapped weights included) after one /v1/completions prompt filling ~90 % of the window. "
-        "Estimate: `oi_local.fit.fit_file(model, hw, n_ctx=N).total_bytes` = weights + KV cache (f16) + compute "
+        "Estimate: `oi_local.models.fit.fit_file(model, hw, n_ctx=N).total_bytes` = weights + KV cache (f16) + compute "
         "+ runtime + 5 % margin. Error = estimate / peak - 1.",
         "",
         "| n_ctx | prompt tokens | RSS after load (MiB) | RSS after small completion (MiB) | peak, window full (MiB) "

@@ -144,8 +144,8 @@ def raw_start_and_first_token(model_path: Path) -> float:
 def product_first_token(home: Path, *, through_agent: bool) -> float:
     """Choosing smollm2-135m (already on disk) in local mode → first streamed token."""
     os.environ["OI_LOCAL_HOME"] = str(home)
-    from oi_local.local_mode import prepare_endpoint
-    from oi_local.paths import app_paths
+    from oi_local.face.local_mode import prepare_endpoint
+    from oi_local.machine.paths import app_paths
 
     started = time.perf_counter()
     endpoint, server = prepare_endpoint("llamacpp", "smollm2-135m", paths=app_paths(), fresh_server=True, progress=False)
@@ -180,9 +180,9 @@ def run() -> str:
         home = tmp / "home"
         os.environ["OI_LOCAL_HOME"] = str(home)
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        from oi_local import catalog
-        from oi_local.paths import app_paths
-        from oi_local.store import ModelStore
+        from oi_local.machine.paths import app_paths
+        from oi_local.models import catalog
+        from oi_local.models.store import ModelStore
 
         entries = catalog.load()
         ModelStore(app_paths().ensure().models, entries).ensure(catalog.find(entries, "smollm2-135m"), progress=False)

@@ -38,8 +38,8 @@ def _raw_command(model: Path, port: int, key: str, threads: int) -> list[str]:
 
 
 def raw_ready(model: Path, log_dir: Path, threads: int) -> float:
-    from oi_local.ports import free_port
-    from oi_local.server import models_status
+    from oi_local.serving.ports import free_port
+    from oi_local.serving.server import models_status
 
     port, key = free_port(), secrets.token_hex(8)
     started = time.perf_counter()
@@ -58,9 +58,9 @@ def raw_ready(model: Path, log_dir: Path, threads: int) -> float:
 
 
 def managed_ready(model: Path, home: Path, threads: int) -> float:
-    from oi_local.fit import Fit
-    from oi_local.paths import app_paths
-    from oi_local.runners import llamacpp
+    from oi_local.machine.paths import app_paths
+    from oi_local.models.fit import Fit
+    from oi_local.serving.runners import llamacpp
 
     fit = Fit(True, 2048, 0, 256, 0, 0, 0, 0, None, "bench")
     started = time.perf_counter()
@@ -87,9 +87,9 @@ def peak():
 PEAK_MANAGED = PEAK_FN + textwrap.dedent("""
     import resource, sys
     from pathlib import Path
-    from oi_local.fit import Fit
-    from oi_local.paths import app_paths
-    from oi_local.runners import llamacpp
+    from oi_local.models.fit import Fit
+    from oi_local.machine.paths import app_paths
+    from oi_local.serving.runners import llamacpp
     fit = Fit(True, 2048, 0, 256, 0, 0, 0, 0, None, "bench")
     with llamacpp.start(Path(sys.argv[1]), fit, paths=app_paths({"OI_LOCAL_HOME": sys.argv[2]}), model_id="bench",
                         reuse=False, progress=False) as server:

@@ -50,8 +50,8 @@ _KILL_SCRIPTS = {
     "store.ensure": (
         "import sys\n"
         "from pathlib import Path\n"
-        "from oi_local.catalog import Architecture, CatalogEntry, Source\n"
-        "from oi_local.store import ModelStore\n"
+        "from oi_local.models.catalog import Architecture, CatalogEntry, Source\n"
+        "from oi_local.models.store import ModelStore\n"
         "e = CatalogEntry(id='r', name='r', format='gguf', file=sys.argv[2], size_bytes=int(sys.argv[3]),\n"
         "    sha256=None, sources=(Source(kind='hf', repo=sys.argv[4]),), architecture=Architecture(1, 1, 1, 2048),\n"
         "    capabilities=frozenset({'chat'}), license='mit', chat_template='chatml')\n"
@@ -102,8 +102,8 @@ def resume_after_kill(tmp: Path) -> str:
 
 
 def run() -> str:
-    from oi_local.catalog import Architecture, CatalogEntry, Source
-    from oi_local.store import ModelStore
+    from oi_local.models.catalog import Architecture, CatalogEntry, Source
+    from oi_local.models.store import ModelStore
 
     if shutil.which("curl") is None:
         return "## Model store download throughput\n\nSKIPPED: curl is not installed."

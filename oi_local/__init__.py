@@ -13,7 +13,7 @@ __all__ = ["OpenInterpreter", "interpreter", "local_setup", "__version__"]
 
 if TYPE_CHECKING:
     from oi_local.agent.core import OpenInterpreter
-    from oi_local.local_mode import local_setup
+    from oi_local.face.local_mode import local_setup
 
 _default_interpreter = None
 
@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
             _default_interpreter = OpenInterpreter()
         return _default_interpreter
     if name == "local_setup":
-        from oi_local.local_mode import local_setup
+        from oi_local.face.local_mode import local_setup
 
         return local_setup
     raise AttributeError(f"module 'oi_local' has no attribute {name!r}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from oi_local.ports import free_port
-from oi_local.server import stop_process_tree
+from oi_local.serving.ports import free_port
+from oi_local.serving.server import stop_process_tree
 
 
 @dataclass(frozen=True)

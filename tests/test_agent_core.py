@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from oi_local import OpenInterpreter
+from oi_local.agent.conversations import list_saved, load
 from oi_local.agent.templates import LOCAL_DEFAULT
-from oi_local.conversations import list_saved, load
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
 

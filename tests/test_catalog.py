@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from oi_local import catalog
-from oi_local.catalog import CatalogError
 from oi_local.errors import OiLocalError
+from oi_local.models import catalog
+from oi_local.models.catalog import CatalogError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_smollm2_135m_is_the_smallest_and_comes_from_pypi(entries, test_model_pa
 
 
 def test_smollm2_135m_architecture_matches_its_header(entries, test_model_path):
-    from oi_local import gguf_info
+    from oi_local.models import gguf_info
 
     info = gguf_info.read(test_model_path)
     assert catalog.find(entries, "smollm2-135m").architecture == info.to_architecture()

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from oi_local import conversations
+from oi_local.agent import conversations
 from oi_local.errors import OiLocalError
 
 MESSAGES = [

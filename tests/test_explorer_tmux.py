@@ -25,7 +25,7 @@ def home_with_model(tmp_path_factory):
     """An app home where the store has put the test model (from its PyPI source)."""
     home = tmp_path_factory.mktemp("explorer") / "home"
     code = (
-        "from oi_local import catalog; from oi_local.paths import app_paths; from oi_local.store import ModelStore;"
+        "from oi_local.models import catalog; from oi_local.machine.paths import app_paths; from oi_local.models.store import ModelStore;"
         "entries = catalog.load(); p = app_paths().ensure();"
         "ModelStore(p.models, entries).ensure(catalog.find(entries, 'smollm2-135m'), progress=False)"
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from oi_local import catalog, fit
-from oi_local.catalog import Architecture
-from oi_local.hardware import CPU, GPU, Hardware
+from oi_local.machine.hardware import CPU, GPU, Hardware
+from oi_local.models import catalog, fit
+from oi_local.models.catalog import Architecture
 
 GB = 1000**3
 GIB = 1024**3

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from oi_local import gguf_info
 from oi_local.errors import OiLocalError
+from oi_local.models import gguf_info
 
 
 @pytest.fixture(scope="module")

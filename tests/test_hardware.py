@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from oi_local import hardware
+from oi_local.machine import hardware
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hardware"
 MIB = 1024 * 1024
@@ -108,7 +108,7 @@ def test_probe_never_raises_when_a_tool_prints_garbage(tmp_path, monkeypatch):
 
 def test_hardware_command_json_and_table(tmp_path):
     env = {**os.environ, "OI_LOCAL_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-m", "oi_local.cli", "hardware", "--json"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "oi_local.face.cli", "hardware", "--json"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -116,7 +116,7 @@ def test_hardware_command_json_and_table(tmp_path):
     assert data["disk_path"] == str(tmp_path)  # the models folder does not exist yet: its nearest parent
     assert set(data["cpu"]) >= {"model", "physical_cores", "logical_cores", "flags"}
     assert isinstance(data["gpus"], list) and isinstance(data["problems"], list)
-    done = subprocess.run([sys.executable, "-m", "oi_local.cli", "hardware"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "oi_local.face.cli", "hardware"], capture_output=True, text=True,
                           env={**env, "COLUMNS": "120"}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "RAM" in done.stdout and "CPU features" in done.stdout and "GPU" in done.stdout

@@ -10,11 +10,12 @@ import pytest
 from conftest import free_port
 from local_support import INTERPRETER, base_env
 
-from oi_local import last_choice, local_setup
+from oi_local import local_setup
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
-from oi_local.explorer import preselect
-from oi_local.paths import app_paths
+from oi_local.face import last_choice
+from oi_local.face.explorer import preselect
+from oi_local.machine.paths import app_paths
 from oi_local.providers.base import ProviderStatus
 
 
@@ -138,16 +139,16 @@ def test_limits_keep_max_tokens_below_context():
 
 
 def local_setup_module():
-    import oi_local.local_mode as module
+    import oi_local.face.local_mode as module
 
     return module
 
 
 def test_local_setup_is_the_function_even_after_its_module_is_imported():
     import oi_local
-    import oi_local.local_mode
+    import oi_local.face.local_mode
 
-    assert oi_local.local_setup is oi_local.local_mode.local_setup
+    assert oi_local.local_setup is oi_local.face.local_mode.local_setup
 
 
 def test_last_choice_round_trip_and_corrupt_file(tmp_path):
@@ -169,7 +170,7 @@ def test_preselect_last_then_running_then_builtin():
 
 def test_start_up_path_imports_nothing_heavy():
     code = (
-        "import sys, oi_local.commands.local_cmd, oi_local.explorer, oi_local.local_mode;"
+        "import sys, oi_local.face.commands.local_cmd, oi_local.face.explorer, oi_local.face.local_mode;"
         "from oi_local.providers import llamacpp, llamafile, ollama, lmstudio, jan, custom;"
         "heavy = [m for m in ('litellm', 'llama_cpp', 'jupyter_client', 'huggingface_hub', 'ollama', 'httpx') if m in sys.modules];"
         "print(heavy)"

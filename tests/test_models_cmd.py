@@ -107,7 +107,7 @@ models:
 
 
 def test_list_all_shows_every_catalog_model_with_its_fit(tmp_path):
-    from oi_local import catalog, fit
+    from oi_local.models import catalog, fit
 
     if not hasattr(fit, "rank"):
         pytest.skip("fit.rank (H1's part) is not in the tree yet")
@@ -256,7 +256,7 @@ def test_local_models_escape_goes_back_import_and_show_folder(tmp_path, test_mod
 @pytest.mark.tmux
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_local_models_download_offers_what_fits(tmp_path):
-    from oi_local import fit
+    from oi_local.models import fit
 
     if not hasattr(fit, "rank"):
         pytest.skip("fit.rank (H1's part) is not in the tree yet")

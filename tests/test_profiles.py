@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from oi_local import profiles
-from oi_local.cli import parse
-from oi_local.paths import app_paths
+from oi_local.face import profiles
+from oi_local.face.cli import parse
+from oi_local.machine.paths import app_paths
 
 
 class Settings(SimpleNamespace):
@@ -151,7 +151,7 @@ def test_python_profile_errors_name_the_line(paths):
 def test_real_agent_takes_a_profile(paths):
     """The real OpenInterpreter accepts every setting the shipped profiles and the flags set."""
     core = pytest.importorskip("oi_local.agent.core")
-    from oi_local.commands import chat_cmd
+    from oi_local.face.commands import chat_cmd
 
     args = parse(["-m", "openai/x", "-ab", "http://127.0.0.1:9/v1", "-y", "-ci", "be brief", "--safe_mode", "off"])
     interpreter, profile = chat_cmd.build_interpreter(args, paths)

@@ -146,7 +146,7 @@ def test_real_client_chat_and_litellm_ollama_chat(standin):
 
 
 def test_recommended_models_say_whether_they_fit():
-    from oi_local.hardware import CPU, Hardware
+    from oi_local.machine.hardware import CPU, Hardware
 
     tiny = Hardware(total_ram_bytes=2 * 10**9, available_ram_bytes=1 * 10**9, free_disk_bytes=100 * 10**9,
                     disk_path=Path("/"), cpu=CPU("test", 2, 2))

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from oi_local.errors import OiLocalError
-from oi_local.fit import Fit
-from oi_local.paths import app_paths
-from oi_local.runners import llamacpp, llamafile
+from oi_local.machine.paths import app_paths
+from oi_local.models.fit import Fit
+from oi_local.serving.runners import llamacpp, llamafile
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIT = Fit(fits=True, n_ctx=2048, n_gpu_layers=0, max_tokens=256, weights_bytes=0, kv_cache_bytes=0,

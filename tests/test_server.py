@@ -19,12 +19,12 @@ import psutil
 import pytest
 
 from oi_local.errors import OiLocalError
-from oi_local.fit import Fit
-from oi_local.paths import app_paths
-from oi_local.runners import llamacpp
-from oi_local.server import ManagedServer, ServerError, diagnose, start_server
-from oi_local.server_logs import rotate, tail, trim
-from oi_local.server_state import ServerKey, ServerRecord, ServerState
+from oi_local.machine.paths import app_paths
+from oi_local.models.fit import Fit
+from oi_local.serving.logs import rotate, tail, trim
+from oi_local.serving.runners import llamacpp
+from oi_local.serving.server import ManagedServer, ServerError, diagnose, start_server
+from oi_local.serving.state import ServerKey, ServerRecord, ServerState
 
 pytestmark = pytest.mark.server
 
@@ -221,7 +221,7 @@ def test_cli_serve_bad_file_prints_the_error_without_traceback(kind, test_model_
     else:
         bad.write_bytes(b"PK\x03\x04 not a gguf at all" * 100)
     env = {**os.environ, "OI_LOCAL_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-m", "oi_local.cli", "serve", str(bad)], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "oi_local.face.cli", "serve", str(bad)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
@@ -282,9 +282,9 @@ def test_diagnosis_of_known_causes(lines, code, kind):
 LAUNCHER = textwrap.dedent("""
     import json, signal, sys, time
     from pathlib import Path
-    from oi_local.fit import Fit
-    from oi_local.paths import app_paths
-    from oi_local.runners import llamacpp
+    from oi_local.models.fit import Fit
+    from oi_local.machine.paths import app_paths
+    from oi_local.serving.runners import llamacpp
 
     model, home, model_id, mode = sys.argv[1:5]
     if mode == "chained":
@@ -344,7 +344,7 @@ def test_orphan_of_a_killed_launcher_is_stopped_by_the_next_start(test_model_pat
 def test_cli_serve_prints_endpoint_and_stops_on_ctrl_c(by, test_model_path, tmp_path):
     env = {**os.environ, "OI_LOCAL_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     model = str(test_model_path) if by == "path" else "smollm2-135m"  # the catalog's entry for the test model
-    proc = subprocess.Popen([sys.executable, "-m", "oi_local.cli", "serve", model, "-c", "1024"],
+    proc = subprocess.Popen([sys.executable, "-m", "oi_local.face.cli", "serve", model, "-c", "1024"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out = []
     try:
@@ -415,7 +415,7 @@ def test_serve_in_a_terminal_shows_a_spinner_with_elapsed_time(test_model_path, 
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed")
     session = f"h3spin{secrets.token_hex(3)}"
-    command = (f"OI_LOCAL_HOME={tmp_path / 'home'} {sys.executable} -m oi_local.cli serve {test_model_path} "
+    command = (f"OI_LOCAL_HOME={tmp_path / 'home'} {sys.executable} -m oi_local.face.cli serve {test_model_path} "
                "--fresh_server")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40", command], check=True)
     screens = []

@@ -13,7 +13,7 @@ HEAVY = ("litellm", "llama_cpp", "jupyter_client", "huggingface_hub", "ipykernel
 
 PROBE = """
 import json, sys
-from oi_local.cli import main
+from oi_local.face.cli import main
 try:
     code = main({argv!r})
 except SystemExit as exit:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from hub_standin import BLOCK, HubStandin, sha256_of
 
-from oi_local.catalog import Architecture, CatalogEntry, Source
 from oi_local.errors import OiLocalError
-from oi_local.store import ModelStore, free_bytes
+from oi_local.models.catalog import Architecture, CatalogEntry, Source
+from oi_local.models.store import ModelStore, free_bytes
 
 REPO = "standin/tiny-models"
 TEST_MODEL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -141,8 +141,8 @@ def test_missing_file_on_the_hub_is_a_clear_error(hub, blobs, models):
 _ENSURE_SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from oi_local.catalog import Architecture, CatalogEntry, Source
-    from oi_local.store import ModelStore
+    from oi_local.models.catalog import Architecture, CatalogEntry, Source
+    from oi_local.models.store import ModelStore
     spec = json.loads(sys.argv[1])
     entry = CatalogEntry(id=spec["id"], name=spec["id"], format="gguf", file=spec["file"],
         size_bytes=spec["size"], sha256=spec["sha"], sources=(Source(kind="hf", repo=spec["repo"]),),
@@ -322,7 +322,7 @@ def _no_network(monkeypatch) -> list[tuple]:
 
 def test_pypi_source_takes_the_test_model_from_the_installed_package_without_network(models, monkeypatch,
                                                                                      test_model_path):
-    from oi_local import catalog
+    from oi_local.models import catalog
 
     entry = catalog.find(catalog.load(), "smollm2-135m")
     assert entry is not None and [s.kind for s in entry.sources] == ["pypi"]
@@ -437,7 +437,7 @@ def test_an_unreadable_index_is_a_clear_error(models):
 
 
 def test_fetch_restarts_cleanly_when_the_server_ignores_range(hub, blobs, tmp_path):
-    from oi_local.download import fetch
+    from oi_local.models.download import fetch
 
     data = blobs["small.gguf"].read_bytes()
     part = tmp_path / "small.gguf.part"

@@ -268,7 +268,7 @@ def test_real_model_answers_in_the_terminal(llama_server, tmp_path, terminal_env
 
 
 def test_conversations_picks_a_saved_one_and_resumes_it(scripted_profile, tmp_path, terminal_env):
-    from oi_local import conversations
+    from oi_local.agent import conversations
 
     folder = Path(terminal_env["OI_LOCAL_HOME"]) / "conversations"
     older = [{"role": "user", "type": "message", "content": "older talk about cats"},

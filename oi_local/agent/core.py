@@ -379,11 +379,11 @@ class OpenInterpreter:
     def conversation_path(self) -> Path:
         folder = self.conversation_history_path
         if folder is None:
-            from oi_local.paths import app_paths
+            from oi_local.machine.paths import app_paths
 
             folder = app_paths().conversations
         if not self.conversation_filename:
-            from oi_local.conversations import new_filename
+            from oi_local.agent.conversations import new_filename
 
             self.conversation_filename = new_filename(self._messages)
         return Path(folder) / self.conversation_filename
@@ -391,7 +391,7 @@ class OpenInterpreter:
     def _save(self) -> None:
         if not self.conversation_history or not self._messages:
             return
-        from oi_local.conversations import save
+        from oi_local.agent.conversations import save
 
         try:
             save(self._messages, self.conversation_path())

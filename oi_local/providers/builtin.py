@@ -9,7 +9,7 @@ from pathlib import Path
 
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths
+from oi_local.machine.paths import AppPaths
 from oi_local.providers.base import ModelChoice, human_size
 
 SUFFIX = {"gguf": ".gguf", "llamafile": ".llamafile"}
@@ -25,20 +25,20 @@ class Resolved:
 
 
 def load_catalog(paths: AppPaths):
-    from oi_local import catalog
+    from oi_local.models import catalog
 
     return catalog.load(paths.user_catalog if paths.user_catalog.exists() else None)
 
 
 def store_for(paths: AppPaths, entries):
-    from oi_local.store import ModelStore
+    from oi_local.models.store import ModelStore
 
     return ModelStore(paths.models, entries)
 
 
 def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelChoice]:
     """Models on disk first, then catalog models of this format: fitting (recommended first), then the rest."""
-    from oi_local import fit as fitting
+    from oi_local.models import fit as fitting
 
     entries = load_catalog(paths) if entries is None else entries
     on_disk = [m for m in store_for(paths, entries).list() if m.format == fmt]
@@ -69,7 +69,7 @@ def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelCho
 
 def resolve(model: str, fmt: str, *, paths: AppPaths, entries, progress: bool = True, download: bool = True) -> Resolved:
     """A catalog id, a stored model id, or a path to a file → a file on disk (downloading a catalog model)."""
-    from oi_local import catalog
+    from oi_local.models import catalog
 
     candidate = Path(model).expanduser()
     looks_like_path = os.sep in model or model.endswith(SUFFIX[fmt]) or candidate.exists()
@@ -129,7 +129,7 @@ def prepare(
     **_: object,
 ) -> tuple[Endpoint, object]:
     """store → fit → runner → Endpoint. Returns (endpoint, the ManagedServer serving it)."""
-    from oi_local import fit as fitting
+    from oi_local.models import fit as fitting
 
     paths.ensure()
     entries = load_catalog(paths) if entries is None else entries
@@ -137,7 +137,7 @@ def prepare(
     # The model is on disk: from here on nothing may reach the hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
     if hw is None:
-        from oi_local import hardware
+        from oi_local.machine import hardware
 
         hw = hardware.probe(paths.models)
     kw = {"n_ctx": context_window} if context_window else {}
@@ -149,11 +149,11 @@ def prepare(
         )
     options = {"paths": paths, "model_id": resolved.model_id, "reuse": not fresh_server}
     if provider == "llamafile":
-        from oi_local.runners import llamafile
+        from oi_local.serving.runners import llamafile
 
         server = llamafile.start(resolved.path, estimate, verified=resolved.verified, **options)
     else:
-        from oi_local.runners import llamacpp
+        from oi_local.serving.runners import llamacpp
 
         server = llamacpp.start(resolved.path, estimate, **options)
     if resolved.stored:

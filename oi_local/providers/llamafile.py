@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from oi_local.endpoint import Endpoint
-from oi_local.paths import AppPaths
+from oi_local.machine.paths import AppPaths
 from oi_local.providers import builtin
 from oi_local.providers.base import ModelChoice, ProviderStatus
 

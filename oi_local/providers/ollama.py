@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from oi_local.catalog import Architecture
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
+from oi_local.models.catalog import Architecture
 from oi_local.providers.base import (
     PROBE_TIMEOUT,
     ManagedChild,
@@ -150,7 +150,7 @@ def local_models(*, api_base: str | None = None) -> list[ModelChoice]:
 
 def recommended(hw, *, installed_tags: set[str] = frozenset()) -> list[ModelChoice]:
     """Library models worth pulling, those that fit first; the ones that do not fit say why."""
-    from oi_local import fit as fitting
+    from oi_local.models import fit as fitting
 
     out = []
     for model in RECOMMENDED:
@@ -250,7 +250,7 @@ def model_facts(model: str, *, api_base: str | None = None) -> tuple[Architectur
 def choose_context(arch: Architecture | None, context: int | None, size: int | None, hw) -> tuple[int, int]:
     """(num_ctx, max_tokens): from the fit estimate when the architecture is known, else a safe default."""
     if arch is not None and size and hw is not None:
-        from oi_local import fit as fitting
+        from oi_local.models import fit as fitting
 
         estimate = fitting.fit_model(arch, size, hw)
         return estimate.n_ctx, estimate.max_tokens

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from oi_local.catalog import Architecture, CatalogEntry
-from oi_local.hardware import GPU, Hardware
+from oi_local.machine.hardware import GPU, Hardware
+from oi_local.models.catalog import Architecture, CatalogEntry
 
 MIB = 1024 * 1024
 GB = 1000**3
@@ -234,7 +234,7 @@ def fit_entry(entry: CatalogEntry, hw: Hardware, **kw) -> Fit:
 
 def fit_file(path: Path, hw: Hardware, entry: CatalogEntry | None = None, **kw) -> Fit:
     """Fit a model on disk: its GGUF header wins over the catalog entry. Raises OiLocalError for a bad file."""
-    from oi_local.gguf_info import read
+    from oi_local.models.gguf_info import read
 
     info = read(Path(path))
     kw.setdefault("vocab_size", info.vocab_size or (getattr(entry.architecture, "vocab_size", None) if entry else None))

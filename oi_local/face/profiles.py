@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths
+from oi_local.machine.paths import AppPaths
 
 PROFILE_VERSION = "0.2.5"
-SHIPPED_DIR = Path(__file__).resolve().parent / "profiles"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
 SHIPPED_PROFILES = ("default.yaml", "local.yaml")
 DEFAULT_PROFILE = "default"
 PYTHON_KEY = "_python"  # a loaded Python profile: the path of the file to execute

@@ -12,8 +12,8 @@ from typing import Any
 
 from oi_local import providers
 from oi_local.errors import OiLocalError
-from oi_local.last_choice import LastChoice
-from oi_local.paths import AppPaths
+from oi_local.face.last_choice import LastChoice
+from oi_local.machine.paths import AppPaths
 from oi_local.providers.base import ProviderStatus
 
 BACK = "__oi_back__"
@@ -105,7 +105,7 @@ def hardware_summary(hw) -> str:
 
 def survey(paths: AppPaths, *, api_base: str | None = None) -> tuple[Any, dict[str, ProviderStatus]]:
     """Probe the hardware and every provider at once (threads; each probe is loopback-only and short)."""
-    from oi_local import hardware
+    from oi_local.machine import hardware
 
     def detect(name: str) -> ProviderStatus:
         module = providers.get(name)
@@ -362,7 +362,7 @@ def explore(
     max_tokens: int | None = None,
 ) -> Picked | None:
     """Menus until a model is served; None when the user leaves. Raises Cancelled on Ctrl-C."""
-    from oi_local.local_mode import prepare_endpoint
+    from oi_local.face.local_mode import prepare_endpoint
 
     hw, statuses = survey(paths)
     _say(hardware_summary(hw))

@@ -1,4 +1,4 @@
-"""Argument parsing and dispatch only. Heavy work lives in oi_local.commands.*, imported when chosen."""
+"""Argument parsing and dispatch only. Heavy work lives in oi_local.face.commands.*, imported when chosen."""
 
 from __future__ import annotations
 
@@ -110,29 +110,29 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "hardware":
-        from oi_local.commands import hardware_cmd
+        from oi_local.face.commands import hardware_cmd
 
         return hardware_cmd.run(args)
     if args.command == "models":
-        from oi_local.commands import models_cmd
+        from oi_local.face.commands import models_cmd
 
         return models_cmd.run(args)
     if args.command == "serve":
-        from oi_local.commands import serve_cmd
+        from oi_local.face.commands import serve_cmd
 
         return serve_cmd.run(args)
     if args.version:
         print(f"oi_local {__version__}")
         return 0
     if args.local_models:
-        from oi_local.commands import models_cmd
+        from oi_local.face.commands import models_cmd
 
         return models_cmd.interactive(args)
     if args.local or args.provider:
-        from oi_local.commands import local_cmd
+        from oi_local.face.commands import local_cmd
 
         return local_cmd.run(args)
-    from oi_local.commands import chat_cmd
+    from oi_local.face.commands import chat_cmd
 
     return chat_cmd.run(args)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from oi_local import hardware
-from oi_local.paths import app_paths
+from oi_local.machine import hardware
+from oi_local.machine.paths import app_paths
 
 
 def _size(n: int | None) -> str:

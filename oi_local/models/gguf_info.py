@@ -14,8 +14,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from oi_local.catalog import Architecture
 from oi_local.errors import OiLocalError
+from oi_local.models.catalog import Architecture
 
 # Numeric arrays up to this length are kept (per-layer head counts); longer ones (vocabularies) skipped.
 _SMALL_ARRAY = 4096

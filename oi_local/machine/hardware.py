@@ -329,7 +329,7 @@ def probe(models_dir: Path | None = None) -> Hardware:
 def _free_disk(models_dir: Path | None, problems: list[str]) -> tuple[int | None, Path | None]:
     if models_dir is None:
         try:
-            from oi_local.paths import app_paths
+            from oi_local.machine.paths import app_paths
 
             models_dir = app_paths().models
         except Exception as error:

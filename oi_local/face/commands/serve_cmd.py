@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
-from oi_local.fit import Fit
-from oi_local.paths import AppPaths, app_paths
+from oi_local.machine.paths import AppPaths, app_paths
+from oi_local.models.fit import Fit
 
 MODEL_SUFFIXES = (".gguf", ".llamafile")
 
@@ -39,8 +39,8 @@ def resolve_model(text: str, paths: AppPaths) -> ModelChoice:
                                "or a catalog id (oi-local models list --all).")
         fmt = "llamafile" if path.suffix == ".llamafile" else "gguf"
         return ModelChoice(path, path.stem, fmt)
-    from oi_local import catalog
-    from oi_local.store import ModelStore
+    from oi_local.models import catalog
+    from oi_local.models.store import ModelStore
 
     entries = catalog.load(paths.user_catalog)
     entry = catalog.find(entries, text)
@@ -56,8 +56,8 @@ def resolve_model(text: str, paths: AppPaths) -> ModelChoice:
 def fit_for(choice: ModelChoice, paths: AppPaths, *, context_window: int | None = None,
             n_gpu_layers: int | None = None) -> Fit:
     """The fit for this machine from the file's header; -c re-fits at that context, -ngl overrides the layers."""
-    from oi_local.fit import fit_file
-    from oi_local.hardware import probe
+    from oi_local.machine.hardware import probe
+    from oi_local.models.fit import fit_file
 
     if context_window is not None and context_window < 256:
         raise OiLocalError(f"A context window of {context_window} tokens is too small; use at least 256.")
@@ -93,12 +93,12 @@ def start(choice: ModelChoice, fit: Fit, args: argparse.Namespace, paths: AppPat
     common = dict(paths=paths, model_id=choice.model_id, port=args.port, host=args.host, api_key=args.api_key,
                   reuse=not args.fresh_server, progress=sys.stderr.isatty())
     if runner == "llamafile":
-        from oi_local.runners import llamafile
+        from oi_local.serving.runners import llamafile
 
         # a file named on the command line is the user's own choice; a catalog llamafile must pass the store
         verified = choice.entry is None or choice.verified is not False
         return llamafile.start(choice.path, fit, verified=verified, **common)
-    from oi_local.runners import llamacpp
+    from oi_local.serving.runners import llamacpp
 
     return llamacpp.start(choice.path, fit, **common)
 

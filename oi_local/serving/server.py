@@ -1,6 +1,6 @@
 """ManagedServer: an OpenAI-compatible model server this program started (or found running), and its lifetime.
 
-A runner (oi_local.runners.*) knows which command serves a model; everything else lives here and is shared:
+A runner (oi_local.serving.runners.*) knows which command serves a model; everything else lives here and is shared:
 a free port on 127.0.0.1, a fresh API key, the process in its own session with its output in a rotated log,
 waiting until GET /v1/models answers 200 with the key, explaining an early exit, reuse of a matching server
 recorded in the state file, and stopping the whole process tree at exit, on Ctrl-C, on SIGTERM and on errors.
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
-from oi_local.fit import Fit
-from oi_local.paths import AppPaths
-from oi_local.ports import LOOPBACK, free_port, is_loopback, port_is_free
-from oi_local.server_logs import LogTrimmer, log_path_for, rotate, tail
-from oi_local.server_state import ServerKey, ServerRecord, ServerState, process_create_time
+from oi_local.machine.paths import AppPaths
+from oi_local.models.fit import Fit
+from oi_local.serving.logs import LogTrimmer, log_path_for, rotate, tail
+from oi_local.serving.ports import LOOPBACK, free_port, is_loopback, port_is_free
+from oi_local.serving.state import ServerKey, ServerRecord, ServerState, process_create_time
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from typing import Any
 
-from oi_local import profiles
 from oi_local.errors import OiLocalError
-from oi_local.paths import AppPaths, app_paths
+from oi_local.face import profiles
+from oi_local.machine.paths import AppPaths, app_paths
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +92,7 @@ def conversations_folder(interpreter: Any) -> Any:
 def pick_conversation(interpreter: Any) -> bool:
     """Let the user pick a saved conversation (questionary) and load it into the interpreter.
     False when there is none or the user cancelled."""
-    from oi_local import conversations
+    from oi_local.agent import conversations
 
     folder = conversations_folder(interpreter)
     saved = conversations.list_saved(folder)

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from oi_local.fit import Fit
-from oi_local.paths import AppPaths
-from oi_local.ports import LOOPBACK
-from oi_local.server import ManagedServer, start_server
+from oi_local.machine.paths import AppPaths
+from oi_local.models.fit import Fit
+from oi_local.serving.ports import LOOPBACK
+from oi_local.serving.server import ManagedServer, start_server
 
 RUNNER = "llamacpp"
 
@@ -33,7 +33,7 @@ class _NoChatTemplate(Exception):
 
 def check_model_file(model_path: Path):
     """Raise OiLocalError naming the file when it is missing, not GGUF or truncated; return its header."""
-    from oi_local.gguf_info import read
+    from oi_local.models.gguf_info import read
 
     return read(model_path)
 

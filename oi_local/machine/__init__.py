@@ -1,0 +1,1 @@
+"""What this machine is: its hardware (RAM, disk, CPU, GPUs) and where oi_local keeps its files."""
