@@ -32,6 +32,18 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   mv "$tmp_dir"/llama_cpp_python-*.whl "$wheel_dir"/
   rm -rf "$tmp_dir"
 fi
+if [ ! -f "$wheel_dir/build.json" ]; then
+  # how this wheel was built: read by `oi-local bundle create` to record the build in a bundle's manifest
+  .venv/bin/python - "$wheel_dir/build.json" "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" <<'PY'
+import json, platform, sys
+path, version, cmake_args = sys.argv[1:4]
+info = {"package": "llama-cpp-python", "version": version, "cmake_args": cmake_args,
+        "python": platform.python_version(), "implementation": platform.python_implementation(),
+        "machine": platform.machine(), "system": platform.system()}
+with open(path, "w") as out:
+    json.dump(info, out, indent=1)
+PY
+fi
 "${pip[@]}" install --quiet "$wheel_dir"/llama_cpp_python-*.whl
 
 if [ "$with_tests" = 1 ]; then

@@ -1,14 +1,11 @@
-"""Helpers for the local-mode tests (H7): real servers on the fixed LM Studio / Jan ports, tmux driving."""
+"""Helpers for the local-mode tests (H7): real servers on the fixed LM Studio / Jan ports, a child environment."""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
-import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -61,59 +58,6 @@ class StaticJSONServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class Tmux:
-    """The real program in a real terminal: keys in with send-keys, the screen out with capture-pane."""
-
-    def __init__(self, name: str, command: str, *, env: dict[str, str], width: int = 160, height: int = 50) -> None:
-        self.name = name
-        # One tmux server per session: a shared server shutting down as another test's last session ends
-        # makes a new-session fail ("server exited unexpectedly").
-        self.tmux = ["tmux", "-L", f"oi-{name}"]
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
-        subprocess.run(
-            [*self.tmux, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-             f"env {exports} {command}; echo __EXIT_CODE_$?__; sleep 600"],
-            check=True,
-        )
-
-    def screen(self) -> str:
-        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-S", "-2000", "-t", self.name], capture_output=True, text=True)
-        return out.stdout
-
-    def send(self, *keys: str) -> None:
-        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
-        time.sleep(0.15)
-
-    def type(self, text: str) -> None:
-        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
-        time.sleep(0.1)
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} did not appear within {timeout}s; screen:\n{screen}")
-
-    def exit_code(self, timeout: float = 120.0) -> int:
-        import re
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(r"__EXIT_CODE_(\d+)__", self.screen())
-            if found:
-                return int(found.group(1))
-            time.sleep(0.2)
-        raise AssertionError(f"the program did not exit within {timeout}s; screen:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def base_env(home: Path, **extra: str) -> dict[str, str]:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, start_raw_server
-from local_support import INTERPRETER, Tmux, base_env, start_on_fixed_port
+from local_support import INTERPRETER, base_env, start_on_fixed_port
 from ollama_standin import OllamaStandin
+from tmux_driver import Tmux
 
 pytestmark = [pytest.mark.tmux, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -51,14 +52,13 @@ def session(request):
     sessions = []
 
     def start(home: Path, args: str, env: dict[str, str]) -> Tmux:
-        t = Tmux(f"oi-h7-{request.node.name[:30]}-{len(sessions)}".replace("[", "-").replace("]", ""),
-                 f"{INTERPRETER} {args}", env=base_env(home, **env))
+        t = Tmux(f"{INTERPRETER} {args}", env=base_env(home, **env), name=f"oi-h7-{request.node.name[:30]}")
         sessions.append(t)
         return t
 
     yield start
     for t in sessions:
-        t.kill()
+        t.close()
 
 
 def wait_count(t: Tmux, text: str, count: int, timeout: float = 15) -> None:
@@ -74,7 +74,7 @@ def finish(t: Tmux, timeout: float = 150) -> int:
     answered = 0
     while time.monotonic() < deadline:
         screen = t.screen()
-        if "__EXIT_CODE_" in screen:
+        if t.exited():
             return t.exit_code(5)
         if screen.count("(y/n/e)") > answered:
             answered = screen.count("(y/n/e)")
@@ -102,7 +102,7 @@ def test_llamacpp_menu_escape_back_then_one_shot(home_with_model, env_nothing_ru
     assert "· context " in screen and "· max tokens " in screen
     assert finish(t) == 0
     screen = t.screen()
-    answer = screen.split("Press `CTRL-C` to stop.", 1)[1].split("__EXIT_CODE_", 1)[0]
+    answer = screen.split("Press `CTRL-C` to stop.", 1)[1].split("EXITED-", 1)[0]
     assert answer.strip(), screen  # the model's reply (text or code and its output) was rendered
     # A traceback of the model's own code may be shown as its output; one from oi_local itself may not.
     assert not re.search(r'File "[^"]*oi_local', screen), screen

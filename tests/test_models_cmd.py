@@ -7,11 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from hub_standin import HubStandin, sha256_of
+from tmux_driver import Tmux
 
 BIN = Path(sys.executable).parent
 REPO = "standin/cli-models"
@@ -137,37 +137,6 @@ def test_local_models_without_a_terminal_points_to_the_commands(tmp_path):
 # ---- interpreter --local_models in a real terminal -------------------------------------------------------------
 
 
-class Tmux:
-    def __init__(self, name: str, command: str, env: dict[str, str]) -> None:
-        self.name = name
-        exports = " ".join(f"{k}={v}" for k, v in env.items())
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50",
-                        f"env {exports} {command}; echo EXITED-$?; sleep 60"], check=True)
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
-            time.sleep(0.15)
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name, "-S", "-200"],
-                              capture_output=True, text=True, check=True).stdout
-
-    def wait_for(self, text: str, *, after: str | None = None, timeout: float = 30) -> str:
-        """Wait until `text` is on the screen (below the last `after`, when given); return the screen."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            tail = screen.rsplit(after, 1)[1] if after and after in screen else ("" if after else screen)
-            if text in tail:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} did not appear; the screen was:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
-
-
 @pytest.mark.tmux
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_local_models_lists_and_deletes_after_confirmation(tmp_path, test_model_path):
@@ -179,36 +148,36 @@ def test_local_models_lists_and_deletes_after_confirmation(tmp_path, test_model_
     stored = home / "models" / test_model_path.name
     assert stored.exists()
 
-    term = Tmux(f"oi-models-{os.getpid()}", f"{BIN / 'interpreter'} --local_models",
+    term = Tmux(f"{BIN / 'interpreter'} --local_models", name="oi-models", env=
                 {"OI_LOCAL_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "TERM": "xterm-256color"})
     try:
         menu = "» List the models on disk"
         term.wait_for(menu)
-        term.keys("Enter")  # List the models on disk
+        term.send("Enter")  # List the models on disk
         screen = term.wait_for(menu, after="Models in")
         table = screen.rsplit("Models in", 1)[1]
         assert "smollm2-135m" in table and "kept-outside" in table and "verified" in table
 
-        term.keys("Down", "Down", "Down", "Enter")  # Delete a model
+        term.send("Down", "Down", "Down", "Enter")  # Delete a model
         term.wait_for("Which model do you want to delete?", after="Delete a model")
-        term.keys("Down", "Enter")  # the second listed: smollm2-135m (sorted by id)
+        term.send("Down", "Enter")  # the second listed: smollm2-135m (sorted by id)
         term.wait_for("Delete smollm2-135m and its file")
-        term.keys("n")
+        term.send("n")
         term.wait_for(menu, after="Nothing deleted.")
         assert stored.exists()
 
-        term.keys("Down", "Down", "Down", "Enter")
+        term.send("Down", "Down", "Down", "Enter")
         term.wait_for("Which model do you want to delete?", after="Nothing deleted.")
-        term.keys("Down", "Enter")
+        term.send("Down", "Enter")
         term.wait_for("Delete smollm2-135m and its file", after="Nothing deleted.")
-        term.keys("y")
+        term.send("y")
         term.wait_for(menu, after="Deleted smollm2-135m")
         assert not stored.exists() and outside.exists()
 
-        term.keys("Escape")  # leaves from the top menu
+        term.send("Escape")  # leaves from the top menu
         term.wait_for("EXITED-0")
     finally:
-        term.kill()
+        term.close()
     listed = as_json(oi_local(home, "list", "--json"))
     assert [m["id"] for m in listed["models"]] == ["kept-outside"]
 
@@ -222,32 +191,32 @@ def test_local_models_escape_goes_back_import_and_show_folder(tmp_path, test_mod
     to_import.parent.mkdir()
     shutil.copyfile(test_model_path, to_import)
 
-    term = Tmux(f"oi-models-b-{os.getpid()}", f"{BIN / 'interpreter'} --local_models",
+    term = Tmux(f"{BIN / 'interpreter'} --local_models", name="oi-models-b", env=
                 {"OI_LOCAL_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "TERM": "xterm-256color"})
     menu = "» List the models on disk"
     try:
         term.wait_for(menu)
-        term.keys("Down", "Down", "Enter")  # Verify a model
+        term.send("Down", "Down", "Enter")  # Verify a model
         term.wait_for("Which model do you want to verify?")
-        term.keys("Escape")  # back to the menu, nothing verified
+        term.send("Escape")  # back to the menu, nothing verified
         term.wait_for(menu, after="Which model do you want to verify?")
 
-        term.keys("Down", "Down", "Down", "Down", "Enter")  # Import a file
+        term.send("Down", "Down", "Down", "Down", "Enter")  # Import a file
         term.wait_for("Path of the .gguf or .llamafile to import:")
-        term.keys(str(to_import))
-        term.keys("Enter")
+        term.send(str(to_import))
+        term.send("Enter")
         term.wait_for("Copy it into the models folder?")
-        term.keys("n")
+        term.send("n")
         term.wait_for(menu, after="Imported other-model")
 
-        term.keys("Down", "Down", "Down", "Down", "Down", "Enter")  # Show the models folder
+        term.send("Down", "Down", "Down", "Down", "Down", "Enter")  # Show the models folder
         term.wait_for(menu, after=f"Models folder: {home / 'models'}")
 
-        term.keys("C-c")  # Ctrl-C at the top menu leaves cleanly
+        term.send("C-c")  # Ctrl-C at the top menu leaves cleanly
         screen = term.wait_for("EXITED-0")
         assert "Traceback" not in screen
     finally:
-        term.kill()
+        term.close()
     ids = [m["id"] for m in as_json(oi_local(home, "list", "--json"))["models"]]
     assert ids == ["other-model", "smollm2-135m"]
     assert to_import.exists()
@@ -261,22 +230,22 @@ def test_local_models_download_offers_what_fits(tmp_path):
     if not hasattr(fit, "rank"):
         pytest.skip("fit.rank (H1's part) is not in the tree yet")
     home = tmp_path / "home"
-    term = Tmux(f"oi-models-c-{os.getpid()}", f"{BIN / 'interpreter'} --local_models",
+    term = Tmux(f"{BIN / 'interpreter'} --local_models", name="oi-models-c", env=
                 {"OI_LOCAL_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "TERM": "xterm-256color"})
     try:
         term.wait_for("» List the models on disk")
-        term.keys("Down", "Enter")  # Download a model from the catalog
+        term.send("Down", "Enter")  # Download a model from the catalog
         screen = term.wait_for("Download which model?")
         assert "SmolLM2 135M Instruct" in screen
         # walk down to the test model (it is the only one this machine can get without the hub)
         for _ in range(60):
             if "» " in term.screen() and "SmolLM2 135M Instruct" in term.screen().split("» ", 1)[1].splitlines()[0]:
                 break
-            term.keys("Down")
-        term.keys("Enter")
+            term.send("Down")
+        term.send("Enter")
         term.wait_for("smollm2-135m is ready")
-        term.keys("Escape")
+        term.send("Escape")
         term.wait_for("EXITED-0")
     finally:
-        term.kill()
+        term.close()
     assert (home / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()

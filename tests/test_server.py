@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from tmux_driver import Tmux
 
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import app_paths
@@ -414,16 +415,14 @@ def test_serve_in_a_terminal_shows_a_spinner_with_elapsed_time(test_model_path, 
 
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed")
-    session = f"h3spin{secrets.token_hex(3)}"
-    command = (f"OI_LOCAL_HOME={tmp_path / 'home'} {sys.executable} -m oi_local.face.cli serve {test_model_path} "
-               "--fresh_server")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40", command], check=True)
+    command = f"{sys.executable} -m oi_local.face.cli serve {test_model_path} --fresh_server"
+    term = Tmux(command, env={"OI_LOCAL_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "")},
+                name="h3spin", width=150, height=40)
     screens = []
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
+            screen = term.screen(history=0)
             screens.append(screen)
             if "Server ready" in screen:
                 break
@@ -431,14 +430,14 @@ def test_serve_in_a_terminal_shows_a_spinner_with_elapsed_time(test_model_path, 
         loading = [s for s in screens if re.search(r"Loading .* \d+s", s)]
         assert loading, screens[-1]
         assert "Server ready" in screens[-1] and "Loading" not in screens[-1]
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        term.send("C-c")
         server_pid = int(re.search(r"pid (\d+)", screens[-1]).group(1))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not gone(server_pid):
             time.sleep(0.1)
         assert gone(server_pid)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
 
 
 def test_two_servers_of_one_model_keep_their_own_logs(server: ManagedServer, test_model_path, home):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tmux_driver import Tmux
 
 pytestmark = [pytest.mark.tmux, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -49,45 +49,6 @@ interpreter.auto_run = False
 '''
 
 
-class Pane:
-    """One tmux session running one command, on a tmux server of its own (its own socket): a test never
-    races another test's server shutting down."""
-
-    def __init__(self, command: str, env: dict[str, str], cwd: Path, width: int = 120, height: int = 45) -> None:
-        self.name = f"oi-test-{secrets.token_hex(4)}"
-        self.tmux = ["tmux", "-L", self.name]
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(
-            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), "-c", str(cwd),
-             f"env {exports} {command}; echo EXITED-$?; sleep 30"],
-            check=True,
-        )
-
-    def screen(self) -> str:
-        result = subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True)
-        return result.stdout
-
-    def send(self, *keys: str) -> None:
-        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
-
-    def type(self, text: str) -> None:
-        self.send("-l", text)
-        self.send("Enter")
-
-    def wait_for(self, pattern: str, timeout: float = 30.0, after: int = 0) -> str:
-        """Wait until the pattern (a regex) appears on the screen after `after` characters."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if re.search(pattern, screen[after:], flags=re.M):
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{pattern!r} did not appear in {timeout}s; the screen:\n{self.screen()}")
-
-    def close(self) -> None:
-        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
-
-
 @pytest.fixture
 def terminal_env(tmp_path):
     home = tmp_path / "home"
@@ -114,11 +75,11 @@ def scripted(scripted_profile, tmp_path, terminal_env):
     profile = scripted_profile
     panes = []
 
-    def start(*flags: str) -> Pane:
+    def start(*flags: str) -> Tmux:
         command = " ".join([shlex.quote(str(INTERPRETER)), "--profile", shlex.quote(str(profile)), *flags])
-        pane = Pane(command, terminal_env, tmp_path)
+        pane = Tmux(command, env=terminal_env, cwd=tmp_path, width=120, height=45, linger=30)
         panes.append(pane)
-        pane.wait_for(r"^>", timeout=60)
+        pane.wait_re(r"^>", timeout=60)
         return pane
 
     yield start
@@ -128,86 +89,86 @@ def scripted(scripted_profile, tmp_path, terminal_env):
 
 def test_task_shows_code_panel_then_runs_on_yes(scripted):
     pane = scripted()
-    pane.type("TASK-MULTIPLY please")
-    screen = pane.wait_for(re.escape(QUESTION))
+    pane.type("TASK-MULTIPLY please", enter=True)
+    screen = pane.wait_re(re.escape(QUESTION))
     assert "x = 6" in screen and "print(x * 7)" in screen and "╭─ python" in screen  # the code panel
     assert "42" not in screen  # nothing ran before the answer
-    pane.type("y")
-    screen = pane.wait_for(r"Done, the task is finished\.")
+    pane.type("y", enter=True)
+    screen = pane.wait_re(r"Done, the task is finished\.")
     assert re.search(r"╭─ output.*\n│ 42 ", screen), screen
-    pane.wait_for(r"^>\s*$", timeout=10, after=screen.index("Done, the task"))
+    pane.wait_re(r"^>\s*$", timeout=10, after=screen.index("Done, the task"))
 
 
 def test_no_declines_and_the_program_keeps_going(scripted):
     pane = scripted()
-    pane.type("TASK-MULTIPLY please")
-    pane.wait_for(re.escape(QUESTION))
-    pane.type("n")
-    screen = pane.wait_for(r"^>\s*$", timeout=10, after=pane.screen().index(QUESTION))
+    pane.type("TASK-MULTIPLY please", enter=True)
+    pane.wait_re(re.escape(QUESTION))
+    pane.type("n", enter=True)
+    screen = pane.wait_re(r"^>\s*$", timeout=10, after=pane.screen().index(QUESTION))
     assert "42" not in screen
 
 
 def test_ctrl_c_during_a_long_cell_returns_to_the_prompt_and_a_second_quits(scripted):
     pane = scripted()
-    pane.type("TASK-SLEEP please")
-    pane.wait_for(re.escape(QUESTION))
-    pane.type("y")
-    screen = pane.wait_for(r"sleeping now", timeout=60)
+    pane.type("TASK-SLEEP please", enter=True)
+    pane.wait_re(re.escape(QUESTION))
+    pane.type("y", enter=True)
+    screen = pane.wait_re(r"sleeping now", timeout=60)
     mark = len(screen)
     pane.send("C-c")
-    screen = pane.wait_for(r"Stopped \(Ctrl-C\)", timeout=20)
+    screen = pane.wait_re(r"Stopped \(Ctrl-C\)", timeout=20)
     assert not re.search(r"│ woke up", screen)  # the cell did not finish (its code says print('woke up'))
     # back at the prompt, and Python still runs code
-    pane.type("TASK-MULTIPLY please")
-    pane.wait_for(re.escape(QUESTION) + r"\s*$", timeout=30, after=mark)
-    pane.type("y")
-    pane.wait_for(r"│ 42 ", timeout=60, after=mark)
-    pane.type("%tokens")
-    pane.wait_for(r"Tokens sent with the next request", timeout=20, after=mark)
+    pane.type("TASK-MULTIPLY please", enter=True)
+    pane.wait_re(re.escape(QUESTION) + r"\s*$", timeout=30, after=mark)
+    pane.type("y", enter=True)
+    pane.wait_re(r"│ 42 ", timeout=60, after=mark)
+    pane.type("%tokens", enter=True)
+    pane.wait_re(r"Tokens sent with the next request", timeout=20, after=mark)
     pane.send("C-c")
-    pane.wait_for(r"EXITED-0", timeout=20)
+    pane.wait_re(r"EXITED-0", timeout=20)
 
 
 def test_ctrl_c_while_the_model_writes_returns_to_the_prompt(scripted):
     pane = scripted()
-    pane.type("TASK-SLOWTALK please")
-    screen = pane.wait_for(r"word3 ", timeout=30)
+    pane.type("TASK-SLOWTALK please", enter=True)
+    screen = pane.wait_re(r"word3 ", timeout=30)
     pane.send("C-c")
-    screen = pane.wait_for(r"Stopped \(Ctrl-C\)", timeout=20)
-    pane.wait_for(r"^>\s*$", timeout=10, after=screen.index("Stopped"))
+    screen = pane.wait_re(r"Stopped \(Ctrl-C\)", timeout=20)
+    pane.wait_re(r"^>\s*$", timeout=10, after=screen.index("Stopped"))
     assert "word599" not in pane.screen()
-    pane.type("%undo")
-    pane.wait_for(r"Removed \d+ message\(s\), starting with your message: 'TASK-SLOWTALK please'", timeout=10)
+    pane.type("%undo", enter=True)
+    pane.wait_re(r"Removed \d+ message\(s\), starting with your message: 'TASK-SLOWTALK please'", timeout=10)
 
 
 def test_magic_commands_in_the_terminal(scripted, tmp_path):
     pane = scripted()
-    pane.type("%% echo hi-from-$((40+2))")
-    pane.wait_for(r"hi-from-42", timeout=60)
+    pane.type("%% echo hi-from-$((40+2))", enter=True)
+    pane.wait_re(r"hi-from-42", timeout=60)
     saved = tmp_path / "saved.json"
-    pane.type("TASK-MULTIPLY please")
-    pane.wait_for(re.escape(QUESTION))
-    pane.type("y")
-    pane.wait_for(r"Done, the task is finished\.")
-    pane.type(f"%save_message {saved}")
-    pane.wait_for(r"Saved \d+ message", timeout=10)
+    pane.type("TASK-MULTIPLY please", enter=True)
+    pane.wait_re(re.escape(QUESTION))
+    pane.type("y", enter=True)
+    pane.wait_re(r"Done, the task is finished\.")
+    pane.type(f"%save_message {saved}", enter=True)
+    pane.wait_re(r"Saved \d+ message", timeout=10)
     assert '"print(x * 7)' in saved.read_text() or "print(x * 7)" in saved.read_text()
-    pane.type("%help")
-    pane.wait_for(r"%jupyter", timeout=10)
+    pane.type("%help", enter=True)
+    pane.wait_re(r"%jupyter", timeout=10)
 
 
 def test_multi_line_message(scripted):
     pane = scripted("--multi_line")
-    pane.type("'''")
-    pane.type("first line")
-    pane.type("TASK-MULTIPLY on the second line")
-    pane.wait_for(r"^TASK-MULTIPLY on the second line", timeout=10)
+    pane.type("'''", enter=True)
+    pane.type("first line", enter=True)
+    pane.type("TASK-MULTIPLY on the second line", enter=True)
+    pane.wait_re(r"^TASK-MULTIPLY on the second line", timeout=10)
     time.sleep(1)
     screen = pane.screen()
     assert QUESTION not in screen and "Done, the task" not in screen  # still reading: nothing was sent yet
-    pane.type("'''")
-    pane.wait_for(re.escape(QUESTION), timeout=30)
-    pane.type("n")
+    pane.type("'''", enter=True)
+    pane.wait_re(re.escape(QUESTION), timeout=30)
+    pane.type("n", enter=True)
 
 
 def test_plain_mode_prints_no_escape_codes(tmp_path, terminal_env):
@@ -231,7 +192,7 @@ def test_real_model_answers_in_the_terminal(llama_server, tmp_path, terminal_env
         str(INTERPRETER), "--api_base", llama_server.base_url, "--api_key", llama_server.api_key,
         "--model", f"openai/{llama_server.model_id}", "--max_tokens", "80", "--context_window", "2048",
     ])
-    pane = Pane(command, terminal_env, tmp_path)
+    pane = Tmux(command, env=terminal_env, cwd=tmp_path, width=120, height=45, linger=30)
 
     def counts() -> tuple[int, int, int]:
         screen = pane.screen()
@@ -251,15 +212,15 @@ def test_real_model_answers_in_the_terminal(llama_server, tmp_path, terminal_env
         raise AssertionError(f"no question and no prompt in 180 s:\n{pane.screen()}")
 
     try:
-        pane.wait_for(r"^>", timeout=60)
-        pane.type("Print the word hello with python.")
-        pane.wait_for(r"^> Print the word hello", timeout=10)
+        pane.wait_re(r"^>", timeout=60)
+        pane.type("Print the word hello with python.", enter=True)
+        pane.wait_re(r"^> Print the word hello", timeout=10)
         if wait_for_question_or_prompt(0):
             assert "╭─ python" in pane.screen() or "╭─ " in pane.screen()  # the code panel
-            pane.type("y")
+            pane.type("y", enter=True)
             if wait_for_question_or_prompt(1):
-                pane.type("n")
-                pane.wait_for(r"^>\s*$", timeout=30)
+                pane.type("n", enter=True)
+                pane.wait_re(r"^>\s*$", timeout=30)
             assert counts()[2] >= 1, pane.screen()  # the code ran: its output panel (or no-output note) is shown
         screen = pane.screen()
         assert "Error: " not in screen and "EXITED" not in screen, screen  # no failure of the program itself
@@ -281,17 +242,17 @@ def test_conversations_picks_a_saved_one_and_resumes_it(scripted_profile, tmp_pa
     os.utime(folder / "older.json", (time.time() - 3600, time.time() - 3600))
     conversations.save(newer, folder / "newer.json")
     command = " ".join([shlex.quote(str(INTERPRETER)), "--profile", shlex.quote(str(scripted_profile)), "--conversations"])
-    pane = Pane(command, terminal_env, tmp_path)
+    pane = Tmux(command, env=terminal_env, cwd=tmp_path, width=120, height=45, linger=30)
     try:
-        screen = pane.wait_for(r"Resume which conversation\?", timeout=60)
-        pane.wait_for(r"older talk about cats")
+        screen = pane.wait_re(r"Resume which conversation\?", timeout=60)
+        pane.wait_re(r"older talk about cats")
         assert "newer talk about dogs" in pane.screen()
         pane.send("Down")
         pane.send("Enter")
-        pane.wait_for(r"Resumed older\.json \(2 messages\)")
-        pane.wait_for(r"^>", timeout=20)
-        pane.type("%info")
-        screen = pane.wait_for(r"messages\s+2\b")
+        pane.wait_re(r"Resumed older\.json \(2 messages\)")
+        pane.wait_re(r"^>", timeout=20)
+        pane.type("%info", enter=True)
+        screen = pane.wait_re(r"messages\s+2\b")
         assert "Traceback" not in screen
     finally:
         pane.close()
