@@ -12,6 +12,7 @@ import pytest
 from conftest import free_port
 
 from oi_local.errors import OiLocalError
+from oi_local.files import format_bytes
 from oi_local.providers import base
 
 
@@ -30,9 +31,9 @@ def test_urls_are_checked_and_never_need_a_lookup():
 
 
 def test_human_size():
-    assert base.human_size(None) == "size unknown"
-    assert base.human_size(999) == "999 B"
-    assert base.human_size(94_000_000) == "94.0 MB"
+    assert format_bytes(None) == "size unknown"
+    assert format_bytes(999) == "999 B"
+    assert format_bytes(94_000_000) == "94.0 MB"
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from oi_local.errors import OiLocalError
+from oi_local.files import sha256_file
 from oi_local.machine.paths import app_paths
 from oi_local.models.fit import Fit
 from oi_local.serving.runners import llamacpp, llamafile
@@ -117,7 +118,7 @@ def test_unverified_or_mismatching_llamafile_is_not_executed(tmp_path, home):
 def test_llamafile_runner_serves_through_the_stand_in(tmp_path, home, stand_in_env):
     path = make_llamafile(tmp_path)
     model_id = f"h3-llamafile-{secrets.token_hex(3)}"
-    server = llamafile.start(path, FIT, paths=home, model_id=model_id, expected_sha256=llamafile.sha256_of(path),
+    server = llamafile.start(path, FIT, paths=home, model_id=model_id, expected_sha256=sha256_file(path).hexdigest(),
                              progress=False)
     try:
         ep = server.endpoint

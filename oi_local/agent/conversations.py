@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,19 +32,9 @@ def new_filename(messages: list[dict], now: dt.datetime | None = None) -> str:
 
 def save(messages: list[dict], path: Path) -> None:
     """Write the conversation to `path` atomically: a crash leaves the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(messages, indent=2, ensure_ascii=False, default=str)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from oi_local.files import write_json_atomic
+
+    write_json_atomic(Path(path), messages, indent=2, fsync=True)
 
 
 def load(path: Path) -> list[dict]:

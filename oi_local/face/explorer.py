@@ -86,20 +86,20 @@ def _say(text: str = "") -> None:
 
 
 def hardware_summary(hw) -> str:
-    from oi_local.providers.base import human_size
+    from oi_local.files import format_bytes
 
     if hw is None:
         return "Hardware: unknown"
-    ram = human_size(hw.total_ram_bytes) if hw.total_ram_bytes else "unknown"
-    free = f" ({human_size(hw.available_ram_bytes)} free)" if hw.available_ram_bytes else ""
+    ram = format_bytes(hw.total_ram_bytes) if hw.total_ram_bytes else "unknown"
+    free = f" ({format_bytes(hw.available_ram_bytes)} free)" if hw.available_ram_bytes else ""
     if hw.gpus:
         gpu = ", ".join(
-            f"{g.name}" + (f" {human_size(g.total_vram_bytes)}" if g.total_vram_bytes else "") + f" [{g.backend}]"
+            f"{g.name}" + (f" {format_bytes(g.total_vram_bytes)}" if g.total_vram_bytes else "") + f" [{g.backend}]"
             for g in hw.gpus
         )
     else:
         gpu = "none"
-    disk = human_size(hw.free_disk_bytes) + " free" if hw.free_disk_bytes is not None else "unknown"
+    disk = format_bytes(hw.free_disk_bytes) + " free" if hw.free_disk_bytes is not None else "unknown"
     return f"RAM {ram}{free} · GPU {gpu} · disk {disk}"
 
 

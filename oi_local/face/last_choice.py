@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,10 +26,9 @@ def load(config_dir: Path) -> LastChoice | None:
 
 def save(config_dir: Path, choice: LastChoice) -> None:
     """Atomic, so an interrupted write never leaves a broken file."""
+    from oi_local.files import FileWriteError, write_json_atomic
+
     try:
-        config_dir.mkdir(parents=True, exist_ok=True)
-        tmp = config_dir / f".{FILE_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(asdict(choice)))
-        os.replace(tmp, config_dir / FILE_NAME)
-    except OSError:
+        write_json_atomic(config_dir / FILE_NAME, asdict(choice), indent=None)
+    except FileWriteError:
         pass  # remembering is a convenience; never fail a run over it

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
+from oi_local.files import sha256_file
 
 RETRIES = 3
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -59,17 +60,6 @@ class BackgroundHash:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-
-def hash_file(path: Path, digest=None, on_bytes: Callable[[int], None] | None = None):
-    """sha256 of a file (or the given hashlib object fed with it); reads in 1 MiB blocks."""
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-            if on_bytes:
-                on_bytes(len(block))
-    return digest
 
 
 @contextmanager
@@ -118,8 +108,8 @@ def fetch(
         part.unlink()
         have = 0
     if total is not None and have == total:
-        return hash_file(part).hexdigest()
-    digest = BackgroundHash(hash_file(part) if have else None)
+        return sha256_file(part).hexdigest()
+    digest = BackgroundHash(sha256_file(part) if have else None)
     try:
         return _fetch_into(url, part, digest, have, headers=headers, total=total, label=label, progress=progress,
                            timeout=timeout)

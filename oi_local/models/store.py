@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
+from oi_local.files import file_lock, format_bytes, write_json_atomic
 from oi_local.models.catalog import CatalogEntry, Source
 
 INDEX = "index.json"
@@ -64,17 +65,6 @@ def free_bytes(folder: Path) -> int:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return shutil.disk_usage(folder).free
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 class ModelStore:
@@ -293,7 +283,7 @@ class ModelStore:
                 previous = None
             if previous != resume_key:  # a part of some other file (or version): start over
                 part.unlink()
-        _write_json(meta_path, resume_key)
+        write_json_atomic(meta_path, resume_key)
         try:
             digest = fetch(url, part, headers=headers, total=size, label=entry.id, progress=progress)
         except httpx.HTTPError as error:
@@ -530,27 +520,15 @@ class ModelStore:
         with self._file_lock(".index.lock"):
             index = self._read_index()
             change(index)
-            _write_json(self.models_dir / INDEX, {"version": 1, "models": list(index.values())})
+            write_json_atomic(self.models_dir / INDEX, {"version": 1, "models": list(index.values())})
 
     @contextmanager
     def _file_lock(self, name: str) -> Iterator[None]:
-        lock_dir = self.models_dir / DOWNLOADS
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; one process at a time is assumed
+        def waiting() -> None:
+            self._say(f"Waiting for another oi-local process using {name.removesuffix('.lock')} ...")
+
+        with file_lock(self.models_dir / DOWNLOADS / name, on_wait=waiting):
             yield
-            return
-        with open(lock_dir / name, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._say(f"Waiting for another oi-local process using {name.removesuffix('.lock')} ...")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _part_path(self, file: str) -> Path:
         return self.models_dir / DOWNLOADS / f"{file}.part"
@@ -621,10 +599,11 @@ def _link_or_copy(src: Path, dst: Path, *, progress: bool, label: str) -> None:
 
 
 def _hash(path: Path, progress: bool, label: str) -> str:
-    from oi_local.models.download import hash_file, progress_bar
+    from oi_local.files import sha256_file
+    from oi_local.models.download import progress_bar
 
     with progress_bar(label, path.stat().st_size, enabled=progress) as advance:
-        return hash_file(path, on_bytes=advance).hexdigest()
+        return sha256_file(path, on_bytes=advance).hexdigest()
 
 
 def _verdict(matches: bool, reference_kind: str | None) -> bool | None:
@@ -645,12 +624,6 @@ def _read_name(path: Path, fmt: str) -> str | None:
     from oi_local.models import gguf_info
 
     return gguf_info.read(path).name
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _same_host(a: str, b: str) -> bool:

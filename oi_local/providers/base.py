@@ -54,16 +54,6 @@ class ServerModels:
     max_context: dict[str, int] = field(default_factory=dict)
 
 
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def split_base_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of an http(s) URL; raises OiLocalError for anything else."""
     parts = urlsplit(url.strip())

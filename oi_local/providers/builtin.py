@@ -9,8 +9,9 @@ from pathlib import Path
 
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
+from oi_local.files import format_bytes
 from oi_local.machine.paths import AppPaths
-from oi_local.providers.base import ModelChoice, human_size
+from oi_local.providers.base import ModelChoice
 
 SUFFIX = {"gguf": ".gguf", "llamafile": ".llamafile"}
 
@@ -49,13 +50,13 @@ def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelCho
             fits, reason = estimate.fits, estimate.reason
         except OiLocalError as error:
             fits, reason = False, str(error).split(". ")[0]
-        label = f"{model.name}  ({human_size(model.size_bytes)}, on disk{'' if fits else ', does not fit: ' + reason})"
+        label = f"{model.name}  ({format_bytes(model.size_bytes)}, on disk{'' if fits else ', does not fit: ' + reason})"
         out.append(ModelChoice(id=model.id, label=label, on_disk=True, fits=fits, reason=reason, size_bytes=model.size_bytes))
     have = {m.id for m in on_disk}
     for entry, estimate in fitting.rank([e for e in entries if e.format == fmt and e.id not in have], hw):
         note = "recommended, " if entry.recommended else ""
         if estimate.fits:
-            label = f"{entry.name}  ({note}{human_size(entry.size_bytes)} download, context {estimate.n_ctx})"
+            label = f"{entry.name}  ({note}{format_bytes(entry.size_bytes)} download, context {estimate.n_ctx})"
         else:
             label = f"{entry.name}  (does not fit: {estimate.reason})"
         out.append(

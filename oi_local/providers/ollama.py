@@ -8,6 +8,7 @@ from pathlib import Path
 
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
+from oi_local.files import format_bytes
 from oi_local.models.catalog import Architecture
 from oi_local.providers.base import (
     PROBE_TIMEOUT,
@@ -16,7 +17,6 @@ from oi_local.providers.base import (
     ProviderStatus,
     find_program,
     http_json,
-    human_size,
     wait_until,
 )
 
@@ -143,7 +143,7 @@ def local_models(*, api_base: str | None = None) -> list[ModelChoice]:
         size = int(model.size) if model.size is not None else None
         details = model.details
         extra = ", ".join(x for x in (getattr(details, "parameter_size", None), getattr(details, "quantization_level", None)) if x)
-        label = f"{model.model}  ({human_size(size)}{', ' + extra if extra else ''})"
+        label = f"{model.model}  ({format_bytes(size)}{', ' + extra if extra else ''})"
         out.append(ModelChoice(id=str(model.model), label=label, size_bytes=size))
     return out
 
@@ -157,7 +157,7 @@ def recommended(hw, *, installed_tags: set[str] = frozenset()) -> list[ModelChoi
         if model.tag in installed_tags or model.tag + ":latest" in installed_tags:
             continue
         estimate = fitting.fit_model(model.architecture, model.size_bytes, hw)
-        label = f"{model.tag}  ({human_size(model.size_bytes)}, {model.note})"
+        label = f"{model.tag}  ({format_bytes(model.size_bytes)}, {model.note})"
         out.append(
             ModelChoice(
                 id=model.tag, label=label, on_disk=False, fits=estimate.fits, reason=estimate.reason,

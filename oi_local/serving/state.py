@@ -7,11 +7,8 @@ server or owner is gone are dropped whenever the file is read.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,26 +104,10 @@ class ServerState:
         self.path = Path(state_dir) / STATE_FILE
         self._lock_path = Path(state_dir) / (STATE_FILE + ".lock")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+b") as lock:
-            if os.name == "posix":
-                import fcntl
+    def _locked(self):
+        from oi_local.files import file_lock
 
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            else:  # pragma: no cover - Windows
-                import msvcrt
-
-                lock.seek(0)
-                msvcrt.locking(lock.fileno(), msvcrt.LK_LOCK, 1)
-            try:
-                yield
-            finally:
-                if os.name == "posix":
-                    import fcntl
-
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return file_lock(self._lock_path)
 
     def _read(self) -> list[ServerRecord]:
         try:
@@ -142,15 +123,9 @@ class ServerState:
         return records
 
     def _write(self, records: list[ServerRecord]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".servers.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump([r.to_json() for r in records], out, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        from oi_local.files import write_json_atomic
+
+        write_json_atomic(self.path, [r.to_json() for r in records])
 
     def live_records(self, on_orphan: Callable[[ServerRecord], None] | None = None) -> list[ServerRecord]:
         """Every recorded server still running; stale records are removed from the file.

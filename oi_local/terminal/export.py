@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
+
+from oi_local.files import write_atomic
 
 # Cell magics that make a notebook run code of another language in a Python kernel.
 CELL_MAGICS = {"shell": "%%bash", "bash": "%%bash", "sh": "%%bash", "zsh": "%%bash", "javascript": "%%javascript", "html": "%%html", "r": "%%R"}
@@ -96,22 +97,9 @@ def to_notebook(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write text to path through a temporary file in the same folder, so a failure leaves no half file."""
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def save_markdown(messages: list[dict[str, Any]], path: Path) -> Path:
-    return write_atomic(path, to_markdown(messages))
+    return write_atomic(path, to_markdown(messages), mode=0o644)
 
 
 def save_notebook(messages: list[dict[str, Any]], path: Path) -> Path:
-    return write_atomic(path, json.dumps(to_notebook(messages), indent=1) + "\n")
+    return write_atomic(path, json.dumps(to_notebook(messages), indent=1) + "\n", mode=0o644)

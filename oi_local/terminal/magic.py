@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from oi_local.errors import OiLocalError
+from oi_local.files import write_atomic
 from oi_local.terminal import export
 
 HELP = """\
@@ -99,7 +100,7 @@ def save_message(interpreter: Any, argument: str, display: Any) -> None:
     path = Path(argument or "messages.json").expanduser()
     if path.suffix != ".json":
         path = path.with_name(path.name + ".json")
-    export.write_atomic(path, json.dumps(interpreter.messages, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(interpreter.messages, indent=2, default=str) + "\n", mode=0o644)
     display.notice(f"Saved {len(interpreter.messages)} message(s) to {path}")
 
 

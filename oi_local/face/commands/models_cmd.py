@@ -122,7 +122,7 @@ def _emit(as_json: bool, data: dict, line: str) -> None:
 
 
 def _size(n: int | None) -> str:
-    from oi_local.models.store import format_bytes
+    from oi_local.files import format_bytes
 
     return format_bytes(n)
 

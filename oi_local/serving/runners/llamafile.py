@@ -9,13 +9,13 @@ documentation recommends.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
+from oi_local.files import sha256_file
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
 from oi_local.serving.ports import LOOPBACK
@@ -24,14 +24,6 @@ from oi_local.serving.server import ManagedServer, ServerError, start_server
 RUNNER = "llamafile"
 WINDOWS_EXE_LIMIT = 4 * 1024**3  # Windows refuses to run an executable of 4 GiB or more
 log = logging.getLogger(__name__)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def windows_size_problem(path: Path, size_bytes: int, *, os_name: str = os.name,
@@ -70,7 +62,7 @@ def _check_verified(path: Path, verified: bool, expected_sha256: str | None) -> 
     if verified:
         return
     if expected_sha256:
-        actual = sha256_of(path)
+        actual = sha256_file(path).hexdigest()
         if actual.lower() != expected_sha256.lower():
             raise OiLocalError(
                 f"The llamafile {path} does not match its catalog checksum (sha256 {actual}, expected "
