@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a name or address of this machine's loopback interface: localhost, 127.0.0.0/8, ::1.
+
+    Not "0.0.0.0": a server listening there is reachable from other machines."""
+    name = (host or "").strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_local_url(url: str | None) -> bool:
+    """True when a client connecting to this URL reaches this machine: a loopback host, or "0.0.0.0" / "::"
+    (which a connect() sends to this machine)."""
+    host = (urlsplit(url).hostname or "") if url else ""
+    return is_loopback(host) or host in ("0.0.0.0", "::")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from oi_local.endpoint import is_local_url
 from oi_local.errors import OiLocalError
 
 DEFAULT_EXECUTION_INSTRUCTIONS = (
@@ -170,13 +171,6 @@ def trim_messages(
     return trimmed
 
 
-def _is_local(api_base: str | None) -> bool:
-    if not api_base:
-        return False
-    host = urlsplit(api_base).hostname or ""
-    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
-
-
 def _accepted_kwargs(function: Callable, params: dict) -> dict:
     """Only the arguments a custom completions function declares (the seed's example takes four)."""
     try:
@@ -271,7 +265,7 @@ class Llm:
     def token_counter(self) -> TokenCounter:
         """A counter for the current endpoint (rebuilt when api_base or the key changes)."""
         counter = self._counter
-        base = self.api_base if _is_local(self.api_base) else None
+        base = self.api_base if is_local_url(self.api_base) else None
         if counter is None or counter.api_base != base or counter.api_key != self.api_key:
             counter = self._counter = TokenCounter(base, self.api_key)
         return counter
@@ -293,7 +287,7 @@ class Llm:
 
     @property
     def is_local(self) -> bool:
-        return _is_local(self.api_base) or self.model.startswith(("ollama/", "ollama_chat/"))
+        return is_local_url(self.api_base) or self.model.startswith(("ollama/", "ollama_chat/"))
 
     def request_params(self, messages: list[dict]) -> dict:
         params: dict[str, Any] = {

@@ -70,10 +70,6 @@ def split_base_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, host, port, parts.path.rstrip("/")
 
 
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_NAMES.values() or host.startswith("127.")
-
-
 def normalize_base_url(url: str, *, default_path: str = "/v1") -> str:
     """The URL with localhost spelled 127.0.0.1 (no name lookup) and `/v1` added when no path was given."""
     scheme, host, port, path = split_base_url(url)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
+from oi_local.endpoint import is_loopback
+
 LOOPBACK = "127.0.0.1"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["LOOPBACK", "free_port", "is_loopback", "port_is_free"]
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

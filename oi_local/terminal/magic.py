@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from oi_local.endpoint import is_local_url
 from oi_local.errors import OiLocalError
 from oi_local.files import write_atomic
 from oi_local.terminal import export
@@ -121,8 +122,7 @@ def load_message(interpreter: Any, argument: str, display: Any) -> None:
 
 
 def is_local(api_base: str | None) -> bool:
-    host = urlparse(api_base or "").hostname or ""
-    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".local")
+    return is_local_url(api_base) or (urlparse(api_base or "").hostname or "").endswith(".local")
 
 
 def _counter(interpreter: Any) -> Any:

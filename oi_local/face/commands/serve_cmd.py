@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from oi_local.endpoint import is_loopback
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.models.fit import Fit
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     fit = fit_for(choice, paths, context_window=args.context_window, n_gpu_layers=args.n_gpu_layers)
     if not fit.fits:
         err.print(f"[yellow]Warning:[/yellow] this model may not fit this machine: {fit.reason}", markup=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
         err.print(f"[yellow]Warning:[/yellow] listening on {args.host}: anyone who can reach this machine can use "
                   "the model (with the API key).")
     server = start(choice, fit, args, paths)
