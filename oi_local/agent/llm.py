@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from oi_local.endpoint import is_local_url
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
 DEFAULT_EXECUTION_INSTRUCTIONS = (
@@ -58,7 +58,7 @@ class TokenCounter:
     llama.cpp's own server and llamafile: POST /tokenize {"content"} -> {"tokens"}.
     """
 
-    def __init__(self, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> None:
+    def __init__(self, api_base: str | None = None, api_key: str | None = None, timeout: float = TIMEOUTS.tokenize) -> None:
         self.api_base = api_base
         self.api_key = api_key
         self.timeout = timeout
@@ -224,10 +224,10 @@ def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mi
 
 def litellm_completions(**params: Any) -> Iterator[Any]:
     """The default completions function: litellm, imported here with its cost map read locally and no
-    telemetry (oi_local.offline's environment, set before the import)."""
-    from oi_local.offline import apply as apply_offline_environment
+    telemetry (oi_local.env.apply_offline, set before the import)."""
+    from oi_local.env import apply_offline
 
-    apply_offline_environment()
+    apply_offline()
     import litellm
 
     litellm.telemetry = False
@@ -252,7 +252,7 @@ class Llm:
         self.completions: Callable[..., Iterable[Any]] = litellm_completions
         self.stop: list[str] | None = None
         self.max_output: int | None = None  # the settings page also names it here; wins over interpreter.max_output
-        self.timeout: float = 300.0  # seconds of silence from the server before giving up
+        self.timeout: float = TIMEOUTS.llm_silence  # seconds of silence from the server before giving up
         self.extra_body: dict = {}
         self.trim_margin: int = 16  # tokens kept free besides max_tokens
         self.last_prompt_tokens: int = 0
@@ -351,7 +351,9 @@ class Llm:
         if self.is_local:
             return 0.0
         try:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            from oi_local.env import apply_offline
+
+            apply_offline()
             import litellm
 
             prompt, completion = litellm.cost_per_token(

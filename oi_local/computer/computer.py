@@ -20,6 +20,7 @@ from typing import Any
 from oi_local.computer.forbidden import DEFAULT_FORBIDDEN_COMMANDS, find_forbidden, refusal
 from oi_local.computer.languages.base import active_line, output, run_once_chunks
 from oi_local.computer.safe_mode import NOT_INSTALLED, SafetyReport, check_mode, scan, semgrep_path
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
 # Names models write in fence tags, mapped to the language they mean (used when a language class has no
@@ -43,7 +44,7 @@ class Computer:
         *,
         forbidden_commands: list[str] | None = None,
         safe_mode: str = "off",
-        timeout: float | None = 300.0,
+        timeout: float | None = TIMEOUTS.code_run,
         offline: bool = True,
         verbose: bool = False,
     ) -> None:

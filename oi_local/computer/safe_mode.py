@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
 MODES = ("off", "ask", "auto")
@@ -68,7 +69,7 @@ def semgrep_path() -> str | None:
     return shutil.which("semgrep")
 
 
-def scan(language: str, code: str, *, config: str = "auto", timeout: float = 120.0) -> SafetyReport:
+def scan(language: str, code: str, *, config: str = "auto", timeout: float = TIMEOUTS.safe_mode_scan) -> SafetyReport:
     """Scan `code` with semgrep (never runs it)."""
     semgrep = semgrep_path()
     if semgrep is None:

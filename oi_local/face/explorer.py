@@ -5,12 +5,12 @@ The only module of local mode that asks questions. Escape goes back one level; C
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-from oi_local import providers
+from oi_local import env, providers
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.face.last_choice import LastChoice
 from oi_local.machine.paths import AppPaths
@@ -254,7 +254,7 @@ def _ollama_model(paths: AppPaths, hw, last: LastChoice | None) -> tuple[str, An
 
     started = None
     while True:
-        status = ollama.detect(timeout=1.0)
+        status = ollama.detect(timeout=TIMEOUTS.provider_check)
         if not status.running:
             what = _not_running(status, can_start_ollama=status.installed and started is None)
             if what == BACK:
@@ -294,7 +294,7 @@ def _openai_model(name: str, *, api_base: str | None, api_key: str | None, last:
             return BACK
         api_base = module.validate_url(answer)
     while True:
-        status = module.detect(api_base=api_base, timeout=1.0) if name != "jan" else module.detect(api_base=api_base, api_key=api_key, timeout=1.0)
+        status = module.detect(api_base=api_base, timeout=TIMEOUTS.provider_check) if name != "jan" else module.detect(api_base=api_base, api_key=api_key, timeout=TIMEOUTS.provider_check)
         if not status.running:
             if _not_running(status) == BACK:
                 return BACK
@@ -333,7 +333,7 @@ def _key_refused(module, name: str, api_base: str | None, api_key: str | None) -
 
     url = module.base_url(api_base) if name == "jan" else module.validate_url(api_base)
     key = api_key or (module.api_key_from_env() if name == "jan" else None)
-    state, _ = openai_compat.probe(url, api_key=key, timeout=2.0)
+    state, _ = openai_compat.probe(url, api_key=key, timeout=TIMEOUTS.key_check)
     return state in ("needs_key", "bad_key")
 
 
@@ -381,7 +381,7 @@ def explore(
             result = _ollama_model(paths, hw, last)
             model, started = result if result != BACK else (BACK, None)
         else:
-            result = _openai_model(name, api_base=api_base, api_key=api_key or (os.environ.get("JAN_API_KEY") if name == "jan" else None), last=last)
+            result = _openai_model(name, api_base=api_base, api_key=api_key or (env.get(env.JAN_API_KEY) if name == "jan" else None), last=last)
             model, base, key = result if result != BACK else (BACK, None, None)
         if model == BACK:
             if fixed_provider:

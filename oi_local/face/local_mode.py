@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from oi_local import offline
+from oi_local import env
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths, app_paths
 
@@ -58,7 +59,7 @@ def prepare_endpoint(
     """(Endpoint, the process serving it when this program started one, else None)."""
     from oi_local import providers
 
-    offline.apply()
+    env.apply_offline()
     module = providers.get(provider)
     if not model:
         raise OiLocalError(
@@ -68,7 +69,7 @@ def prepare_endpoint(
     paths = (paths or app_paths()).ensure()
     started = None
     if provider == "ollama" and start_ollama:
-        status = module.detect(api_base=api_base, timeout=1.0)
+        status = module.detect(api_base=api_base, timeout=TIMEOUTS.provider_check)
         if not status.running and status.installed:
             started = module.start_server(log_path=paths.logs / "ollama-serve.log", api_base=api_base)
     try:
@@ -82,7 +83,7 @@ def prepare_endpoint(
         raise
     if provider in ("ollama", "lmstudio", "jan", "custom"):
         # Models served by another program are on disk once they answer.
-        offline.model_on_disk()
+        env.set_hub_offline()
     return with_limits(endpoint, context_window=context_window, max_tokens=max_tokens), server or started
 
 

@@ -17,7 +17,9 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-TOOL_TIMEOUT = 5.0
+from oi_local.env import TIMEOUTS
+
+TOOL_TIMEOUT = TIMEOUTS.hardware_tool
 MIB = 1024 * 1024
 
 
@@ -385,7 +387,7 @@ def _probe_gpus(total_ram: int | None, problems: list[str]) -> list[GPU]:
     system = platform.system()
     if system == "Darwin":
         try:
-            out = _run(["system_profiler", "SPDisplaysDataType", "-json"], timeout=15)
+            out = _run(["system_profiler", "SPDisplaysDataType", "-json"], timeout=TIMEOUTS.system_profiler)
             if out is not None:
                 gpus += parse_system_profiler(out, total_ram)
         except Exception as error:  # a tool failure or an output shape we do not know: report, go on

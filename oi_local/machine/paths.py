@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-HOME_ENV = "OI_LOCAL_HOME"
+from oi_local import env
+
 APP_NAME = "oi_local"
 
 
@@ -31,8 +31,7 @@ class AppPaths:
 
 def app_paths(environ: dict[str, str] | None = None) -> AppPaths:
     """The application folders; with OI_LOCAL_HOME set, all of them live under that one folder."""
-    env = os.environ if environ is None else environ
-    home = env.get(HOME_ENV)
+    home = env.get(env.OI_LOCAL_HOME, environ)
     if home:
         root = Path(home).expanduser()
         return AppPaths(

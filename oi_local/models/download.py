@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.files import sha256_file
 
@@ -93,7 +94,7 @@ def fetch(
     total: int | None = None,
     label: str = "",
     progress: bool = True,
-    timeout: float = 30.0,
+    timeout: float = TIMEOUTS.download_read,
 ) -> str:
     """Download `url` into `part`, continuing after whatever bytes `part` already holds; return its sha256.
 

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from oi_local import env
 from oi_local.errors import OiLocalError
 from oi_local.files import file_lock, format_bytes, write_json_atomic
 from oi_local.models.catalog import CatalogEntry, Source
@@ -31,7 +32,6 @@ DOWNLOADS = ".downloads"
 QUARANTINE = ".quarantine"
 FORMATS = {".gguf": "gguf", ".llamafile": "llamafile"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 @dataclass
@@ -52,11 +52,6 @@ class StoredModel:
             "size_bytes": self.size_bytes, "verified": self.verified, "last_used": self.last_used,
             "sha256": self.sha256, "in_catalog": self.entry is not None, "present": self.path.exists(),
         }
-
-
-def hub_offline(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return (env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or "").strip().lower() in _TRUTHY
 
 
 def free_bytes(folder: Path) -> int:
@@ -148,7 +143,7 @@ class ModelStore:
         return ok
 
     def _fetch(self, entry: CatalogEntry, *, progress: bool) -> StoredModel:
-        offline = hub_offline()
+        offline = env.hub_offline()
         sources = sorted(entry.sources, key=lambda s: 0 if self._needs_no_network(s) else 1)
         problems: list[str] = []
         for source in sources:
@@ -215,7 +210,7 @@ class ModelStore:
 
         if not source.repo:
             raise _SourceUnavailable("no repo given")
-        endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        endpoint = env.get(env.HF_ENDPOINT).rstrip("/")
         revision = source.revision or "main"
         repo_file = source.file or entry.file
         # the endpoint is passed on each call (not read from huggingface_hub's import-time constant), so
@@ -558,9 +553,9 @@ class _SourceUnavailable(Exception):
 
 def _quiet_hub() -> None:
     """No telemetry: huggingface_hub otherwise fetches {HF_ENDPOINT}/api/agent-harnesses to build its user agent."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault(env.HF_HUB_DISABLE_TELEMETRY.name, "1")
     hub_constants = sys.modules.get("huggingface_hub.constants")
-    if hub_constants is not None and os.environ["HF_HUB_DISABLE_TELEMETRY"].strip().lower() in _TRUTHY:
+    if hub_constants is not None and env.flag(env.HF_HUB_DISABLE_TELEMETRY):
         hub_constants.HF_HUB_DISABLE_TELEMETRY = True
 
 

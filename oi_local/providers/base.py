@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
-PROBE_TIMEOUT = 0.3
+PROBE_TIMEOUT = TIMEOUTS.provider_probe
 LOOPBACK_NAMES = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "[::1]": "::1"}
 
 
@@ -226,7 +227,7 @@ class ManagedChild:
             except OSError:
                 self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(TIMEOUTS.stop_grace)
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)

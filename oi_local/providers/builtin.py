@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from oi_local import env
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
 from oi_local.files import format_bytes
@@ -136,7 +137,7 @@ def prepare(
     entries = load_catalog(paths) if entries is None else entries
     resolved = resolve(model, fmt, paths=paths, entries=entries, progress=progress)
     # The model is on disk: from here on nothing may reach the hub.
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    env.set_hub_offline()
     if hw is None:
         from oi_local.machine import hardware
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.providers import openai_compat
-from oi_local.providers.base import ModelChoice, ProviderStatus, normalize_base_url
+from oi_local.providers.base import PROBE_TIMEOUT, ModelChoice, ProviderStatus, normalize_base_url
 
 NAME = "custom"
 TITLE = "Custom OpenAI-compatible URL"
@@ -25,7 +26,7 @@ def validate_url(url: str) -> str:
     return normalize_base_url(text)
 
 
-def detect(*, api_base: str | None = None, api_key: str | None = None, timeout: float = 0.3) -> ProviderStatus:
+def detect(*, api_base: str | None = None, api_key: str | None = None, timeout: float = PROBE_TIMEOUT) -> ProviderStatus:
     if not api_base:
         return ProviderStatus(False, True, "any OpenAI-compatible server (asks for its URL)")
     url = validate_url(api_base)
@@ -37,7 +38,7 @@ def detect(*, api_base: str | None = None, api_key: str | None = None, timeout: 
     return ProviderStatus(False, True, f"not answering at {url}", GUIDANCE.format(url=url))
 
 
-def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> list[ModelChoice]:
+def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = TIMEOUTS.server_models) -> list[ModelChoice]:
     if not api_base:
         raise OiLocalError("The custom provider needs the server's address: pass --api_base URL.")
     url = validate_url(api_base)
@@ -49,5 +50,5 @@ def prepare(model: str, *, api_base: str | None = None, api_key: str | None = No
         raise OiLocalError("The custom provider needs the server's address: pass --api_base URL (e.g. http://127.0.0.1:8080/v1).")
     url = validate_url(api_base)
     # A typed id the server does not list is allowed: some servers serve whatever they were started with.
-    openai_compat.server_models(url, api_key=api_key, provider_title="The server", timeout=3.0)
+    openai_compat.server_models(url, api_key=api_key, provider_title="The server", timeout=TIMEOUTS.server_models)
     return openai_compat.endpoint_for(url, model, provider=NAME, api_key=api_key), None

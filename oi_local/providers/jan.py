@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from oi_local import env
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.providers import openai_compat
 from oi_local.providers.base import (
@@ -18,9 +19,7 @@ from oi_local.providers.base import (
 
 NAME = "jan"
 TITLE = "Jan"
-DEFAULT_BASE_URL = "http://127.0.0.1:1337/v1"
-BASE_URL_ENV = "JAN_API_BASE"
-API_KEY_ENV = "JAN_API_KEY"
+API_KEY_ENV = env.JAN_API_KEY.name
 
 # From the seed (language-models/local-models/janai.mdx), plus the API key newer Jan versions ask for.
 GUIDANCE = """Jan's API server is not running at {url}. To run it:
@@ -39,11 +38,11 @@ APP_LOCATIONS = (
 
 
 def base_url(api_base: str | None = None) -> str:
-    return normalize_base_url(api_base or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    return normalize_base_url(api_base or env.get(env.JAN_API_BASE))
 
 
 def api_key_from_env() -> str | None:
-    return os.environ.get(API_KEY_ENV) or None
+    return env.get(env.JAN_API_KEY)
 
 
 def installed() -> bool:
@@ -67,12 +66,12 @@ def detect(*, api_base: str | None = None, api_key: str | None = None, timeout: 
     return ProviderStatus(False, has_app, "installed, server not running" if has_app else "not running", guidance)
 
 
-def needs_key(*, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> bool:
+def needs_key(*, api_base: str | None = None, api_key: str | None = None, timeout: float = TIMEOUTS.server_models) -> bool:
     state, _ = openai_compat.probe(base_url(api_base), api_key=api_key or api_key_from_env(), timeout=timeout)
     return state in ("needs_key", "bad_key")
 
 
-def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> list[ModelChoice]:
+def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = TIMEOUTS.server_models) -> list[ModelChoice]:
     key = api_key or api_key_from_env()
     models = openai_compat.server_models(base_url(api_base), api_key=key, provider_title=TITLE, timeout=timeout)
     return openai_compat.choices(models)
@@ -81,7 +80,7 @@ def list_models(*, api_base: str | None = None, api_key: str | None = None, time
 def prepare(model: str, *, api_base: str | None = None, api_key: str | None = None, **_: object) -> tuple[Endpoint, None]:
     url = base_url(api_base)
     key = api_key or api_key_from_env()
-    models = openai_compat.server_models(url, api_key=key, provider_title=TITLE, timeout=3.0)
+    models = openai_compat.server_models(url, api_key=key, provider_title=TITLE, timeout=TIMEOUTS.server_models)
     if model not in models.ids:
         offered = ", ".join(models.ids) or "none"
         raise OiLocalError(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from oi_local import env
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.providers import openai_compat
 from oi_local.providers.base import (
     PROBE_TIMEOUT,
@@ -19,8 +20,6 @@ from oi_local.providers.base import (
 
 NAME = "lmstudio"
 TITLE = "LM Studio"
-DEFAULT_BASE_URL = "http://127.0.0.1:1234/v1"
-BASE_URL_ENV = "LMSTUDIO_API_BASE"
 
 # From the seed (language-models/local-models/lm-studio.mdx).
 GUIDANCE = """LM Studio's server is not running at {url}. To run LM Studio in the background:
@@ -38,7 +37,7 @@ APP_LOCATIONS = (
 
 
 def base_url(api_base: str | None = None) -> str:
-    return normalize_base_url(api_base or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    return normalize_base_url(api_base or env.get(env.LMSTUDIO_API_BASE))
 
 
 def installed() -> bool:
@@ -77,7 +76,7 @@ def _native_models(url: str, timeout: float) -> tuple[dict[str, bool], dict[str,
     return loaded, max_context
 
 
-def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = 3.0) -> list[ModelChoice]:
+def list_models(*, api_base: str | None = None, api_key: str | None = None, timeout: float = TIMEOUTS.server_models) -> list[ModelChoice]:
     return openai_compat.choices(_models(base_url(api_base), api_key, timeout))
 
 
@@ -91,7 +90,7 @@ def _models(url: str, api_key: str | None, timeout: float) -> ServerModels:
 
 def prepare(model: str, *, api_base: str | None = None, api_key: str | None = None, **_: object) -> tuple[Endpoint, None]:
     url = base_url(api_base)
-    models = _models(url, api_key, 3.0)
+    models = _models(url, api_key, TIMEOUTS.server_models)
     if model not in models.ids:
         from oi_local.errors import OiLocalError
 

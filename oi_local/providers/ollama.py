@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from oi_local import env
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.files import format_bytes
 from oi_local.models.catalog import Architecture
@@ -22,7 +24,6 @@ from oi_local.providers.base import (
 
 NAME = "ollama"
 TITLE = "Ollama"
-DEFAULT_HOST = "127.0.0.1:11434"
 # Without a reliable architecture, this much context is asked for (and never more than the model's).
 FALLBACK_CONTEXT = 8192
 
@@ -60,7 +61,7 @@ RECOMMENDED: tuple[OllamaModel, ...] = (
 
 def host_url(host: str | None = None) -> str:
     """OLLAMA_HOST as a URL, with localhost spelled 127.0.0.1 so that no name is looked up."""
-    raw = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST).strip()
+    raw = (host or env.get(env.OLLAMA_HOST)).strip()
     if "://" not in raw:
         raw = "http://" + raw
     scheme, rest = raw.split("://", 1)
@@ -104,14 +105,14 @@ def detect(*, api_base: str | None = None, timeout: float = PROBE_TIMEOUT) -> Pr
     return ProviderStatus(False, False, "not installed", NOT_INSTALLED.format(host=url))
 
 
-def start_server(*, log_path: Path, api_base: str | None = None, timeout: float = 30.0) -> ManagedChild:
+def start_server(*, log_path: Path, api_base: str | None = None, timeout: float = TIMEOUTS.ollama_start) -> ManagedChild:
     """Start `ollama serve` as a child stopped at exit; wait until it answers."""
     found = program()
     if found is None:
         raise OiLocalError(NOT_INSTALLED.format(host=host_url(api_base)))
     url = host_url(api_base)
-    env = dict(os.environ, OLLAMA_HOST=url.split("://", 1)[1])
-    child = ManagedChild([str(found), "serve"], log_path=log_path, env=env)
+    child_env = dict(os.environ, OLLAMA_HOST=url.split("://", 1)[1])
+    child = ManagedChild([str(found), "serve"], log_path=log_path, env=child_env)
     if not wait_until(lambda: server_version(url) is not None or not child.healthy(), timeout=timeout) or not child.healthy():
         tail = child.log_tail()
         child.stop()
@@ -123,7 +124,7 @@ def start_server(*, log_path: Path, api_base: str | None = None, timeout: float 
 
 
 def _require_running(url: str) -> None:
-    if server_version(url, timeout=2.0) is None:
+    if server_version(url, timeout=TIMEOUTS.key_check) is None:
         status = detect(api_base=url)
         raise OiLocalError(status.guidance or f"Ollama is not answering at {url}; start it with `ollama serve`.")
 
@@ -135,7 +136,7 @@ def local_models(*, api_base: str | None = None) -> list[ModelChoice]:
     import ollama
 
     try:
-        listing = client(url, timeout=10).list()
+        listing = client(url, timeout=TIMEOUTS.ollama_api).list()
     except (ollama.ResponseError, ConnectionError) as error:
         raise OiLocalError(f"Ollama at {url} could not list its models: {error}") from None
     out = []
@@ -215,7 +216,7 @@ def model_facts(model: str, *, api_base: str | None = None) -> tuple[Architectur
     import ollama
 
     url = host_url(api_base)
-    c = client(url, timeout=10)
+    c = client(url, timeout=TIMEOUTS.ollama_api)
     try:
         shown = c.show(model)
     except ollama.ResponseError as error:

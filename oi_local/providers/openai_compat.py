@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.providers.base import PROBE_TIMEOUT, ModelChoice, ServerModels, openai_models
 
@@ -29,7 +30,7 @@ def probe(base_url: str, *, api_key: str | None = None, timeout: float = PROBE_T
     return f"error:{status}", []
 
 
-def server_models(base_url: str, *, api_key: str | None, provider_title: str, timeout: float = 3.0) -> ServerModels:
+def server_models(base_url: str, *, api_key: str | None, provider_title: str, timeout: float = TIMEOUTS.server_models) -> ServerModels:
     state, ids = probe(base_url, api_key=api_key, timeout=timeout)
     if state == "down":
         raise OiLocalError(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oi_local.endpoint import Endpoint
+from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
@@ -32,7 +33,7 @@ from oi_local.serving.state import ServerKey, ServerRecord, ServerState, process
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = TIMEOUTS.stop_grace
 POLL_INTERVAL_S = 0.05
 REBUILD_HINT = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
@@ -72,7 +73,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def models_status(host: str, port: int, api_key: str | None, timeout: float = 2.0) -> int | None:
+def models_status(host: str, port: int, api_key: str | None, timeout: float = TIMEOUTS.health_request) -> int | None:
     """HTTP status of GET /v1/models with the key, or None when nothing answers."""
     import http.client
 
@@ -185,8 +186,8 @@ def stop_process_tree(pid: int, grace: float = STOP_GRACE_S, popen: subprocess.P
             proc.kill()
     if popen is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(5)
-    psutil.wait_procs(alive, timeout=5)
+            popen.wait(grace)
+    psutil.wait_procs(alive, timeout=grace)
 
 
 _owned: dict[int, ManagedServer] = {}
@@ -325,7 +326,7 @@ class ManagedServer:
         except psutil.Error:
             return -1
 
-    def healthy(self, timeout: float = 2.0) -> bool:
+    def healthy(self, timeout: float = TIMEOUTS.health_request) -> bool:
         """The process runs and GET /v1/models with the key answers 200."""
         if self._stopped or self.returncode() is not None:
             return False
@@ -570,7 +571,7 @@ def _launch(*, runner: str, command: list[str], model_path: Path, model_id: str,
                     f"(status {code}). {advice} Its log: {log_path}."
                     + (" Last lines:\n  " + "\n  ".join(lines[-8:]) if lines else ""),
                     kind=kind, log_path=log_path, returncode=code, log_tail=lines)
-            if models_status(host, port, api_key, timeout=2.0) == 200:
+            if models_status(host, port, api_key, timeout=TIMEOUTS.health_request) == 200:
                 break
             if time.monotonic() > deadline:
                 lines = tail(log_path)

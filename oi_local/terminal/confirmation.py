@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from oi_local import env
 from oi_local.errors import OiLocalError
 
 QUESTION = "Would you like to run this code? (y/n/e) "
@@ -44,8 +45,7 @@ def code_of(confirmation: dict[str, Any]) -> tuple[str | None, str]:
 
 def edit_code(code: str, language: str | None, *, environ: dict[str, str] | None = None) -> str:
     """Open the code in the user's editor ($VISUAL, $EDITOR, else vi) and return what they saved."""
-    env = os.environ if environ is None else environ
-    editor = env.get("VISUAL") or env.get("EDITOR") or "vi"
+    editor = env.get(env.VISUAL, environ) or env.get(env.EDITOR, environ) or "vi"
     fd, name = tempfile.mkstemp(prefix="oi_local_edit_", suffix=SUFFIXES.get(language or "", ".txt"))
     path = Path(name)
     try:

@@ -159,9 +159,10 @@ def _cost(interpreter: Any, tokens: int) -> str:
     if _is_local_model(interpreter):
         return "no cost (local model)"
     try:
-        import os
 
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        from oi_local.env import apply_offline
+
+        apply_offline()
         import litellm
 
         prompt_cost, _ = litellm.cost_per_token(model=interpreter.llm.model, prompt_tokens=tokens, completion_tokens=0)

@@ -39,6 +39,7 @@ from oi_local.computer.languages.base import (
     strip_ansi,
     timeout_message,
 )
+from oi_local.env import TIMEOUTS
 
 STOP_GRACE = 3.0
 POLL = 0.25
@@ -246,7 +247,7 @@ class Python:
                 manager.start_kernel(env=env, cwd=os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 client = manager.client()
                 client.start_channels()
-                client.wait_for_ready(timeout=60)
+                client.wait_for_ready(timeout=TIMEOUTS.kernel_ready)
             except BaseException as error:  # Ctrl-C while starting too: leave no kernel behind
                 try:
                     manager.shutdown_kernel(now=True)

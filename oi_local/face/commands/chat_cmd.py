@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
-import sys
 from typing import Any
 
 from oi_local.errors import OiLocalError
@@ -128,21 +124,7 @@ def show_profiles(paths: AppPaths) -> int:
     for name in profiles.available(paths):
         print(f"  {name}")
     print("Use one with `interpreter --profile NAME`; default.yaml is used when no --profile is given.")
-    _open_folder(paths.profiles)
+    from oi_local.face.folders import open_folder
+
+    open_folder(paths.profiles)
     return 0
-
-
-def _open_folder(folder: Any) -> None:
-    if sys.platform == "darwin":
-        command = ["open", str(folder)]
-    elif sys.platform == "win32":
-        os.startfile(str(folder))  # type: ignore[attr-defined]
-        return
-    elif (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and shutil.which("xdg-open"):
-        command = ["xdg-open", str(folder)]
-    else:
-        return
-    try:
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    except OSError:
-        pass

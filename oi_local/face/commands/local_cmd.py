@@ -12,7 +12,7 @@ import copy
 import sys
 from typing import Any
 
-from oi_local import offline
+from oi_local import env
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths, app_paths
 
@@ -36,7 +36,7 @@ def has_terminal() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    offline.apply()
+    env.apply_offline()
     paths = app_paths().ensure()
     missing = missing_flags(args)
     if missing and not has_terminal():

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -346,17 +343,6 @@ def _i_import(store, paths, console) -> None:
 def _i_folder(store, paths, console) -> None:
     store.models_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"Models folder: {store.models_dir}", soft_wrap=True)
-    opener = _desktop_opener()
-    if opener:
-        subprocess.Popen([*opener, str(store.models_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from oi_local.face.folders import open_folder
 
-
-def _desktop_opener() -> list[str] | None:
-    """The platform's file-manager opener, only where there is a desktop to open it on."""
-    if sys.platform == "darwin":
-        return ["open"]
-    if sys.platform.startswith("win"):
-        return ["explorer"]
-    if (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and shutil.which("xdg-open"):
-        return ["xdg-open"]
-    return None
+    open_folder(store.models_dir)

@@ -1,0 +1,121 @@
+"""Every environment variable oi_local reads or sets, and every timeout it uses, each with its default and meaning.
+
+Nothing else in the program calls os.environ.get for a setting of its own: it asks `get(NAME)` here (which
+passes an `environ` mapping through, for tests and callers with an environment of their own). Child
+processes are given `dict(os.environ)` plus what they need; that is not a read of a setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+
+TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None
+    meaning: str
+
+
+# ---- read by oi_local ------------------------------------------------------------------------------------
+OI_LOCAL_HOME = Variable("OI_LOCAL_HOME", None, "one folder for all of oi_local's files (config/, models/, logs/, ...)")
+OLLAMA_HOST = Variable("OLLAMA_HOST", "127.0.0.1:11434", "where Ollama's server listens (Ollama's own variable)")
+LMSTUDIO_API_BASE = Variable("LMSTUDIO_API_BASE", "http://127.0.0.1:1234/v1", "LM Studio's OpenAI-compatible server")
+JAN_API_BASE = Variable("JAN_API_BASE", "http://127.0.0.1:1337/v1", "Jan's OpenAI-compatible server")
+JAN_API_KEY = Variable("JAN_API_KEY", None, "the API key Jan's server asks for")
+HF_ENDPOINT = Variable("HF_ENDPOINT", "https://huggingface.co", "the Hugging Face hub to download from (huggingface_hub's own)")
+HF_HUB_OFFLINE = Variable("HF_HUB_OFFLINE", None, "when true, the hub is never contacted (huggingface_hub's own)")
+TRANSFORMERS_OFFLINE = Variable("TRANSFORMERS_OFFLINE", None, "an older spelling of HF_HUB_OFFLINE, honoured too")
+HF_HUB_DISABLE_TELEMETRY = Variable("HF_HUB_DISABLE_TELEMETRY", "1", "huggingface_hub sends no telemetry")
+LITELLM_LOCAL_MODEL_COST_MAP = Variable("LITELLM_LOCAL_MODEL_COST_MAP", "True",
+                                        "litellm reads its bundled cost map instead of fetching one")
+EDITOR = Variable("EDITOR", None, "the editor for `e` at the confirmation prompt (VISUAL first)")
+VISUAL = Variable("VISUAL", None, "the editor for `e` at the confirmation prompt")
+DISPLAY = Variable("DISPLAY", None, "an X display: folders may be opened in the file manager")
+WAYLAND_DISPLAY = Variable("WAYLAND_DISPLAY", None, "a Wayland display: folders may be opened in the file manager")
+OI_LOCAL_TIMEOUT_SCALE = Variable("OI_LOCAL_TIMEOUT_SCALE", "1",
+                                  "multiplies every timeout below (a slow or loaded machine: 2, 3, ...)")
+
+# ---- set by oi_local before a library reads them (only where the user did not set them) -----------------
+OFFLINE_ENV: dict[str, str] = {
+    LITELLM_LOCAL_MODEL_COST_MAP.name: "True",  # litellm: the bundled cost map, not a fetch from GitHub
+    "LITELLM_TELEMETRY": "False",
+    HF_HUB_DISABLE_TELEMETRY.name: "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "DO_NOT_TRACK": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def get(variable: Variable, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable's value, or its default when it is unset or empty."""
+    value = _env(environ).get(variable.name)
+    return value if value else variable.default
+
+
+def flag(variable: Variable, environ: Mapping[str, str] | None = None) -> bool:
+    return (get(variable, environ) or "").strip().lower() in TRUTHY
+
+
+def apply_offline(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set the offline environment (values the user set explicitly are kept)."""
+    env = os.environ if environ is None else environ
+    for key, value in OFFLINE_ENV.items():
+        env.setdefault(key, value)
+
+
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    return flag(HF_HUB_OFFLINE, environ) or flag(TRANSFORMERS_OFFLINE, environ)
+
+
+def set_hub_offline(environ: MutableMapping[str, str] | None = None) -> None:
+    """From here on the hub is never contacted (huggingface_hub honours HF_HUB_OFFLINE)."""
+    env = os.environ if environ is None else environ
+    env[HF_HUB_OFFLINE.name] = "1"
+
+
+# ---- timeouts (seconds) ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Timeouts:
+    provider_probe: float = 0.3  # each provider's loopback probe for the first menu (all run at once)
+    provider_check: float = 1.0  # one provider checked again after the user picked it
+    key_check: float = 2.0  # does a server ask for (or refuse) an API key
+    server_models: float = 3.0  # GET /models of a server someone else runs
+    ollama_api: float = 10.0  # Ollama's list and show
+    ollama_start: float = 30.0  # `ollama serve` started here until it answers
+    hardware_tool: float = 5.0  # nvidia-smi, rocm-smi, sysctl
+    system_profiler: float = 15.0  # macOS system_profiler (slow on first call)
+    health_request: float = 2.0  # one GET /v1/models to a server this program started
+    stop_grace: float = 5.0  # SIGTERM to SIGKILL when stopping a process tree
+    llm_silence: float = 300.0  # no byte from the model server for this long ends the request
+    tokenize: float = 3.0  # the server's tokenizer route
+    download_read: float = 30.0  # no byte from a download for this long is a failure (then retried)
+    kernel_ready: float = 60.0  # the Python kernel answering after its start
+    code_run: float = 300.0  # one code block's run (computer.run); None from a caller means no limit
+    safe_mode_scan: float = 120.0  # semgrep over one code block
+
+    def scaled(self, factor: float) -> Timeouts:
+        if factor == 1:
+            return self
+        return Timeouts(**{name: value * factor for name, value in self.__dict__.items()})
+
+
+def timeouts(environ: Mapping[str, str] | None = None) -> Timeouts:
+    try:
+        factor = float(get(OI_LOCAL_TIMEOUT_SCALE, environ) or 1)
+    except ValueError:
+        factor = 1.0
+    return Timeouts().scaled(factor if factor > 0 else 1.0)
+
+
+TIMEOUTS = timeouts()
