@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class BenchTask:
     name: str
-    kind: str  # arithmetic | files | shell | reading
+    kind: str  # arithmetic | strings | shell | reading | files (writing) | folders
     prompt: str
     expect: str
     files: dict[str, str] = field(default_factory=dict)  # created in the task's empty folder first
