@@ -181,3 +181,80 @@ def test_regression_every_block_is_kept_not_only_the_first():
     parser = FenceParser()
     assemble(parser.feed(reply) + parser.finish())
     assert parser.blocks == [("python", "a = 1"), ("python", "b = 2"), ("shell", "echo 3")]
+
+
+# -- lenient reading: every fence CommonMark allows, CR LF, pasted prompts (issue 10 point 6) -----------
+
+LENIENT_CASES = {
+    "tilde fence": ("~~~python\nprint(1)\n~~~\nok", [code("python", "print(1)"), msg("ok")]),
+    "longer closing run of tildes": ("~~~\nls\n~~~~~\ndone", [code("shell", "ls"), msg("done")]),
+    "a shorter closing run is code": ("~~~~\nls\n~~~\n~~~~", [code("shell", "ls\n~~~")]),
+    "backticks inside a tilde block": ("~~~python\nprint('```')\n```\n~~~", [code("python", "print('```')\n```")]),
+    "tildes inside a backtick block": ("```python\nprint('~~~')\n~~~\n```", [code("python", "print('~~~')\n~~~")]),
+    "tilde data fence is not code": ("~~~text\n391\n~~~\nSo 391.", [msg("~~~text\n391\n~~~\nSo 391.")]),
+    "CR LF line ends": (
+        "Here:\r\n```python\r\nx = 1\r\nprint(x)\r\n```\r\nThe answer.\r\n",
+        [msg("Here:"), code("python", "x = 1\nprint(x)"), msg("The answer.")],
+    ),
+    "space between fence and language": ("``` python\nprint(2)\n```", [code("python", "print(2)")]),
+    "space after a fence after text": ("Run this: ``` python\nprint(3)\n```", [msg("Run this:"), code("python", "print(3)")]),
+    "fence inside a numbered list item": (
+        "1. ```python\n   print(4)\n   ```\n2. done",
+        [msg("1."), code("python", "   print(4)"), msg("2. done")],
+    ),
+    "tilde fence inside a bullet": ("- ~~~shell\n  ls\n  ~~~", [msg("-"), code("shell", "  ls")]),
+    "fence indented three spaces": ("   ```python\n   print(5)\n   ```", [code("python", "   print(5)")]),
+    "tildes in text stay text": ("about ~5 minutes ~~~ or so", [msg("about ~5 minutes ~~~ or so")]),
+    "dollar prompt before a shell command": ("```bash\n$ ls -la\n```", [code("shell", "ls -la")]),
+    "untagged block with a dollar prompt is shell": ("```\n$ pwd\n```", [code("shell", "pwd")]),
+    "shell session: output lines dropped": (
+        "```console\n$ ls\nnotes.txt\ndata.txt\n$ wc -l notes.txt\n3 notes.txt\n```",
+        [code("shell", "ls\nwc -l notes.txt")],
+    ),
+    "python session with continuation lines": (
+        "```python\n>>> import math\n>>> for i in range(2):\n...     print(i)\n...\n0\n1\n>>> math.sqrt(4)\n2.0\n```",
+        [code("python", "import math\nfor i in range(2):\n    print(i)\n\nmath.sqrt(4)")],
+    ),
+    "untagged python session": ("```\n>>> 17 * 23\n391\n```", [code("python", "17 * 23")]),
+    "a prompt on a later line only loses the prompt": (
+        "```python\nimport os\n>>> print(os.getcwd())\n```",
+        [code("python", "import os\nprint(os.getcwd())")],
+    ),
+    "ellipsis in ordinary code is kept": ("```python\ndef f():\n    ...\n...\n```", [code("python", "def f():\n    ...\n...")]),
+    "dollar inside a command is kept": ("```shell\necho $HOME\nx=$ y\n```", [code("shell", "echo $HOME\nx=$ y")]),
+}
+
+
+@pytest.mark.parametrize("name", list(LENIENT_CASES))
+def test_lenient_cases_parse_as_a_person_reads_them(name):
+    reply, expected = LENIENT_CASES[name]
+    assert parse(reply) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_lenient_cases_give_the_same_messages_for_any_split(data):
+    reply = data.draw(st.sampled_from([reply for reply, _ in LENIENT_CASES.values()]))
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(reply)), max_size=40))
+    chunks = feed_in_pieces(reply, cuts)
+    assert well_formed(chunks)
+    assert assemble(chunks) == parse(reply)
+
+
+@pytest.mark.parametrize("name", list(LENIENT_CASES))
+def test_lenient_cases_character_by_character(name):
+    reply, expected = LENIENT_CASES[name]
+    assert assemble(feed_in_pieces(reply, list(range(len(reply))))) == expected
+
+
+def test_a_carriage_return_split_from_its_line_feed_is_one_line_end():
+    parser = FenceParser()
+    chunks = parser.feed("```python\r") + parser.feed("\nprint(1)\r") + parser.feed("\n```\r") + parser.finish()
+    assert assemble(chunks) == [code("python", "print(1)")]
+    assert parser.blocks == [("python", "print(1)")]
+
+
+def test_session_blocks_record_the_code_without_prompts():
+    parser = FenceParser()
+    assemble(parser.feed("```shell\n$ echo hi\nhi\n```") + parser.finish())
+    assert parser.blocks == [("shell", "echo hi")]
