@@ -140,3 +140,46 @@ def test_a_kernel_that_cannot_start_is_explained(monkeypatch):
     finally:
         broken.terminate()
     assert "kernel did not start" in out and "ipykernel" in out
+
+
+# -- everyday modules already imported (issue 10 point 1) -------------------------------------------------
+
+
+def test_everyday_modules_work_without_an_import(computer):
+    code = (
+        "print(math.sqrt(144), json.dumps([1]), re.sub('a', 'b', 'aa'), statistics.mean([1, 3]),\n"
+        "      datetime.date(2020, 1, 2), Path('.').exists(), shutil.which('sh') is not None,\n"
+        "      subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout.strip(),\n"
+        "      collections.Counter('aab')['a'], list(itertools.islice(itertools.count(), 2)),\n"
+        "      os.getcwd() == str(Path.cwd()), sys.version_info.major, random.randint(1, 1), time.time() > 0)"
+    )
+    assert text(computer.run("python", code)) == (
+        "12.0 [1] bb 2 2020-01-02 True True hi 2 [0, 1] True 3 1 True\n"
+    )
+
+
+def test_preloaded_modules_take_no_name_in_the_namespace_and_survive_reset():
+    fresh = Computer()
+    try:
+        names = "print(sorted(k for k in globals() if not k.startswith('_')))"
+        assert text(fresh.run("python", names)) == "['In', 'Out', 'exit', 'get_ipython', 'open', 'quit']\n"
+        fresh.run("python", "answer = 42")
+        assert text(fresh.run("python", "%reset -f\nprint('answer' in globals(), math.pi > 3)")) == "False True\n"
+    finally:
+        fresh.terminate()
+
+
+def test_a_variable_of_the_same_name_shadows_a_preloaded_module(computer):
+    assert text(computer.run("python", "time = 'noon'\nprint(time)")) == "noon\n"
+    assert text(computer.run("python", "del time\nprint(time.time() > 0)")) == "True\n"
+
+
+def test_preload_can_be_turned_off():
+    from oi_local.computer.languages.python import Python
+
+    computer = Computer(languages=[Python])
+    try:
+        computer._instance(Python).preload = ()
+        assert "NameError" in text(computer.run("python", "print(math.pi)"))
+    finally:
+        computer.terminate()

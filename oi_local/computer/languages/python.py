@@ -1,5 +1,9 @@
 """Python: a stateful IPython kernel (jupyter_client + ipykernel, imported only when Python first runs).
 
+A new kernel first runs kernel_setup.py: the active-line markers below, and the everyday standard modules
+(PRELOAD: math, os, sys, re, json, datetime, time, random, pathlib's Path, collections, itertools,
+statistics, subprocess, shutil) put into builtins, so code that forgets to import them still runs.
+
 Active line without touching what the code does: an IPython AST transformer puts a call to a builtin
 marker before each statement of the cell (top level and inside its loops, ifs, withs and trys, not
 inside the functions and classes it defines), keeping every statement's own line number. So tracebacks
@@ -28,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from oi_local.computer.languages.base import (
@@ -44,112 +49,20 @@ from oi_local.env import TIMEOUTS
 STOP_GRACE = 3.0
 POLL = 0.25
 
-_KERNEL_SETUP = r'''
-def __oi_local_setup():
-    import ast, builtins, collections, threading, time
-    from IPython import get_ipython
-    from IPython.display import publish_display_data
-
-    shell = get_ipython()
-    kernel = getattr(shell, "kernel", None)
-    state = {"last": None, "highest": 0, "at": 0.0, "parent": None}
-    latest = collections.deque([None], maxlen=1)
-    running = threading.Event()
-
-    def report(line):
-        try:
-            if line == state["last"]:
-                return
-            now = time.monotonic()
-            if line <= state["highest"] and now - state["at"] < 0.05:
-                return
-            first = state["last"] is None
-            state["last"], state["at"] = line, now
-            state["highest"] = max(state["highest"], line)
-            if first and state["parent"] is not None:
-                send(line)  # nothing printed yet in this cell: no need for publish's stream flush
-            else:
-                publish_display_data({MIME: {"line": line}})
-        except Exception:
-            pass
-
-    def send(line):
-        kernel.session.send(kernel.iopub_socket, "display_data",
-                            {"data": {MIME: {"line": line}}, "metadata": {}, "transient": {}},
-                            parent=state["parent"])
-
-    def before(*_):
-        state.update(last=None, highest=0, at=0.0)
-        latest.append(None)
-        try:
-            state["parent"] = kernel.get_parent("shell")
-        except Exception:
-            state["parent"] = None
-        running.set()
-
-    def after(*_):
-        running.clear()
-
-    def watch_loops():
-        # Statements inside loops only append their line to a deque (a C call, cheap in tight loops);
-        # this thread publishes the latest one every 50 ms while a cell runs.
-        while True:
-            running.wait()
-            time.sleep(0.05)
-            line = latest[0]
-            if line is None or line == state["last"] or not running.is_set() or state["parent"] is None:
-                continue
-            state["last"] = line
-            try:
-                send(line)
-            except Exception:
-                pass
-
-    builtins.__oi_local_active_line__ = report
-    builtins.__oi_local_loop_line__ = latest.append
-    shell.events.register("pre_run_cell", before)
-    shell.events.register("post_run_cell", after)
-    if kernel is not None:
-        threading.Thread(target=watch_loops, name="oi-local-active-line", daemon=True).start()
-
-    nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    loops = (ast.For, ast.AsyncFor, ast.While)
-
-    class ActiveLines(ast.NodeTransformer):
-        def mark(self, body, in_loop):
-            marker = "__oi_local_loop_line__" if in_loop and kernel is not None else "__oi_local_active_line__"
-            marked = []
-            for statement in body:
-                if not (isinstance(statement, ast.ImportFrom) and statement.module == "__future__"):
-                    call = ast.Expr(ast.Call(ast.Name(marker, ast.Load()), [ast.Constant(statement.lineno)], []))
-                    marked.append(ast.copy_location(call, statement))
-                if not isinstance(statement, nested):
-                    for field in ("body", "orelse", "finalbody"):
-                        inner = getattr(statement, field, None)
-                        if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                            looping = in_loop or (field == "body" and isinstance(statement, loops))
-                            setattr(statement, field, self.mark(inner, looping))
-                    for part in getattr(statement, "handlers", []) + getattr(statement, "cases", []):
-                        part.body = self.mark(part.body, in_loop)
-                marked.append(statement)
-            return marked
-
-        def visit_Module(self, node):
-            node.body = self.mark(node.body, False)
-            return ast.fix_missing_locations(node)
-
-    shell.ast_transformers.append(ActiveLines())
-    try:
-        import sys
-        sys.stdout.flush_interval = sys.stderr.flush_interval = 0.05
-    except Exception:
-        pass
+# The everyday standard modules a small model uses without importing them (its most frequent first-run
+# failure was `NameError: name 'math' is not defined`): (name, module, attribute or "").
+PRELOAD: tuple[tuple[str, str, str], ...] = tuple(
+    (name, name, "") for name in (
+        "math", "os", "sys", "re", "json", "datetime", "time", "random", "collections", "itertools",
+        "statistics", "subprocess", "shutil",
+    )
+) + (("Path", "pathlib", "Path"),)
 
 
-__oi_local_setup()
-del __oi_local_setup
-'''.replace("MIME", repr(ACTIVE_LINE_MIME))
-
+def kernel_setup_code(preload: tuple[tuple[str, str, str], ...] = PRELOAD) -> str:
+    """What a new kernel runs first (kernel_setup.py, called and deleted again)."""
+    source = (Path(__file__).parent / "kernel_setup.py").read_text(encoding="utf-8")
+    return f"{source}\n__oi_local_setup({ACTIVE_LINE_MIME!r}, {list(preload)!r})\ndel __oi_local_setup\n"
 
 class KernelStartError(Exception):
     pass
@@ -161,6 +74,7 @@ class Python:
 
     def __init__(self, computer: Any = None) -> None:
         self.computer = computer
+        self.preload = PRELOAD  # modules in builtins from the start; () for none (read when a kernel starts)
         self._manager = None
         self._client = None
         self._start_lock = threading.Lock()
@@ -262,7 +176,7 @@ class Python:
                     f"Check that ipykernel is installed for {sys.executable} (`{sys.executable} -m pip install ipykernel`)."
                 ) from error
             self._manager, self._client = manager, client
-            self._execute_silently(_KERNEL_SETUP)
+            self._execute_silently(kernel_setup_code(self.preload))
             return client
 
     def _execute_silently(self, code: str) -> None:
