@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oi_local.agent import messages as lmc
-from oi_local.agent.codeblocks import FenceParser
 from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
 from oi_local.agent.templates import (
     DEFAULT_SYSTEM_MESSAGE,
     LOCAL_DEFAULT,
+    LOCAL_MAX_REPAIRS,
     LOOP_BREAKERS,
     LOOP_MESSAGE,
+    REPAIR_TEMPLATES,
     PromptVariant,
 )
+from oi_local.agent.turn import Turn
 from oi_local.errors import OiLocalError
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class OpenInterpreter:
         self.loop_breakers = list(LOOP_BREAKERS)
         self.max_turns = 16  # model replies per chat() call: a small model can otherwise write code forever
         self.stop_on_repeated_code = False  # local defaults: a block identical to one already run ends the turn
+        self.max_repairs = 0  # repair requests per chat() call after a failed run (local defaults: measured)
+        self.check_asked_files = False  # tell the model when a file or folder the task asked for is missing
+        self.repair_templates: dict[str, str] = dict(REPAIR_TEMPLATES)  # "failed", "restated", "missing"
         self.system_message = system_message
         self.example_messages: list[dict] = []  # worked example turns sent after the system message
         self.custom_instructions = custom_instructions
@@ -136,6 +141,8 @@ class OpenInterpreter:
             self.llm.stop = list(LOCAL_STOP_SEQUENCES)
             self.stop_on_repeated_code = True
             self.max_turns = 6
+            self.max_repairs = LOCAL_MAX_REPAIRS
+            self.check_asked_files = True
             self.apply_prompt_variant(LOCAL_DEFAULT)
 
     def apply_prompt_variant(self, variant: PromptVariant) -> None:
@@ -147,6 +154,7 @@ class OpenInterpreter:
         self.empty_code_output_template = variant.empty_code_output_template
         self.code_output_sender = variant.code_output_sender
         self.example_messages = [{"role": role, "content": content} for role, content in variant.examples]
+        self.repair_templates = dict(variant.repair_templates)
         for name, value in variant.settings.items():
             setattr(self, name, value)
 
@@ -241,107 +249,7 @@ class OpenInterpreter:
         yield from self._respond()
 
     def _respond(self) -> Iterator[dict]:
-        turns = 0
-        already_run: set[tuple[str, str]] = set()
-        try:
-            while True:
-                turns += 1
-                self._check_budget()
-                reply = yield from self._model_reply()
-                self._account_cost()
-                ran = False
-                for code_message in [m for m in reply if m["type"] == "code" and m["content"].strip()]:
-                    key = (code_message.get("format") or "", code_message["content"].strip())
-                    if self.stop_on_repeated_code and key in already_run:
-                        self._note_once("repeat", "the model repeated code it already ran; the turn ends here")
-                        ran = False
-                        break
-                    already_run.add(key)
-                    yield from self._run_code(code_message)
-                    ran = True
-                self._save()
-                if turns >= self.max_turns:
-                    if ran or self.loop:
-                        self._note(f"stopped after {turns} model replies (max_turns)")
-                    break
-                if ran:
-                    continue
-                if self.loop and not self._loop_done(reply):
-                    self._messages.append({"role": "user", "type": "message", "content": self.loop_message})
-                    continue
-                break
-        finally:
-            self._save()
-
-    def _model_reply(self) -> Iterator[dict]:
-        """Stream one model reply as LMC chunks, recording its messages as they grow; returns them."""
-        llm_messages = self.llm_messages()
-        if self.verbose:
-            self._note(f"sending {len(llm_messages)} messages to {self.llm.model} at {self.llm.api_base}")
-        parser = FenceParser()
-        reply: list[dict] = []
-        pieces = self.llm.run(llm_messages, keep_head=self._protected_head(llm_messages))
-        try:
-            for piece in pieces:
-                for chunk in parser.feed(piece):
-                    self._record(chunk, reply)
-                    yield chunk
-            for chunk in parser.finish():
-                self._record(chunk, reply)
-                yield chunk
-        finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
-        return reply
-
-    def _record(self, chunk: dict, reply: list[dict]) -> None:
-        if chunk.get("start"):
-            message = {k: v for k, v in chunk.items() if k != "start"}
-            message["content"] = ""
-            self._messages.append(message)
-            reply.append(message)
-        elif "content" in chunk and reply:
-            reply[-1]["content"] += chunk["content"]
-
-    def _run_code(self, code_message: dict) -> Iterator[dict]:
-        language = code_message.get("format") or "python"
-        confirmation = {
-            "role": "computer",
-            "type": "confirmation",
-            "format": "execution",
-            "content": {"type": "code", "format": language, "content": code_message["content"]},
-        }
-        yield confirmation  # the consumer declines by not asking for the next chunk
-        code = confirmation["content"].get("content", code_message["content"])  # the terminal may edit it
-        code_message["content"] = code
-        self._sync_computer()
-        output: list[str] = []
-        yield {"role": "computer", "type": "console", "start": True}
-        try:
-            try:
-                for chunk in self.computer.run(language, code, stream=True):
-                    chunk = {**chunk, "role": "computer"}
-                    if chunk.get("start") or chunk.get("end"):
-                        continue
-                    kind = chunk.get("type")
-                    if kind == "console" and chunk.get("format") == "output":
-                        output.append(str(chunk.get("content") or ""))
-                    elif kind == "image":
-                        self._messages.append({k: chunk[k] for k in ("role", "type", "format", "content") if k in chunk})
-                    yield chunk
-            except OiLocalError as error:
-                text = f"{error}\n"
-                output.append(text)
-                yield {"role": "computer", "type": "console", "format": "output", "content": text}
-            except Exception as error:  # a broken language must not end the conversation: tell the model
-                text = f"The {language} runner failed: {type(error).__name__}: {error}\n"
-                output.append(text)
-                yield {"role": "computer", "type": "console", "format": "output", "content": text}
-        finally:
-            self._messages.append({"role": "computer", "type": "console", "format": "output", "content": "".join(output)})
-        yield {"role": "computer", "type": "console", "format": "active_line", "content": None}
-        yield {"role": "computer", "type": "console", "end": True}
+        yield from Turn(self).run()
 
     def _sync_computer(self) -> None:
         computer = self.computer

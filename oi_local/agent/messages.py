@@ -126,6 +126,10 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             continue
         if role == "computer" and kind == "confirmation":
             continue
+        if role == "computer" and kind == "message" and message.get("format") == "repair":
+            outputs = None  # the agent's repair request quotes the output itself
+            add("user", str(content or ""))
+            continue
         flush_output()
         if role == "assistant" and kind == "code":
             add("assistant", _fence(message.get("format") or "", str(content or "")))

@@ -37,6 +37,15 @@ EMPTY_CODE_OUTPUT_TEMPLATE = (
 )
 
 
+# Repair requests (agent/turn.py, agent/repair.py): {content} is the run's output, {error} the error in one
+# line with a hint that follows from it; for "missing", {content} names what the task asked for.
+REPAIR_TEMPLATES: dict[str, str] = {
+    "failed": "Output: {content}\n\n{error}\nReply with the corrected code in one code block.",
+    "restated": "{error}\nDo not repeat the error: reply with the corrected code in one code block.",
+    "missing": "There is no {content} in the current folder yet. Reply with one code block that creates it.",
+}
+
+
 @dataclass(frozen=True)
 class PromptVariant:
     """Everything the agent says to the model besides the conversation itself."""
@@ -52,6 +61,7 @@ class PromptVariant:
     notes: str = ""
     examples: tuple[tuple[str, str], ...] = ()  # (role, content) turns shown before the conversation
     settings: dict = field(default_factory=dict)
+    repair_templates: dict = field(default_factory=lambda: dict(REPAIR_TEMPLATES))
 
 
 # Open Interpreter's own settings, as a baseline for local models.
@@ -137,3 +147,6 @@ LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXA
 # loop, a task done with the right output AND answered with it: example-turns 6/12, example+reminder 1/12,
 # Open Interpreter's own prompt 1/12 (right output alone: 6, 7 and 1; worked-example alone: 1).
 LOCAL_DEFAULT = EXAMPLE_TURNS
+
+# Repair requests per task with the local defaults (measured: bench/bench_agent.py).
+LOCAL_MAX_REPAIRS = 2

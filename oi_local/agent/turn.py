@@ -1,0 +1,197 @@
+"""Turn: one chat() call of the agent. The model replies; its code blocks run (each after a confirmation
+chunk); the output goes back; and so on until the model answers without code.
+
+When a run fails and repairs remain (agent.max_repairs per turn), the next message to the model is a short
+repair request built from the error (repair.py) instead of the plain output; a reply that only restates the
+error, or repeats the code that failed, gets one too. With agent.check_asked_files, a turn that ends while
+a file or folder the task asked for is missing is told so. Each such request is an LMC message
+{"role": "computer", "type": "message", "format": "repair"} in the conversation (messages.py sends it to the
+model in place of the output it contains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from oi_local.agent import repair
+from oi_local.agent.codeblocks import FenceParser
+from oi_local.errors import OiLocalError
+
+if TYPE_CHECKING:
+    from oi_local.agent.core import OpenInterpreter
+
+REPAIR_FORMAT = "repair"
+
+
+class Turn:
+    def __init__(self, agent: OpenInterpreter) -> None:
+        self.agent = agent
+        self.replies = 0
+        self.repairs = 0
+        self.already_run: set[tuple[str, str]] = set()
+        self.failure: repair.Failure | None = None  # of the last run, while not yet repaired
+        self.asked_for_paths = False
+        self.task = _last_user_text(agent.messages)
+
+    def run(self) -> Iterator[dict]:
+        agent = self.agent
+        try:
+            while True:
+                self.replies += 1
+                agent._check_budget()
+                reply = yield from self._model_reply()
+                agent._account_cost()
+                outcome = yield from self._run_blocks(reply)
+                agent._save()
+                if self.replies >= agent.max_turns:
+                    if outcome != "none" or agent.loop:
+                        agent._note(f"stopped after {self.replies} model replies (max_turns)")
+                    break
+                if outcome == "ran" or self._asked_again(reply, outcome):
+                    continue
+                if agent.loop and not agent._loop_done(reply):
+                    agent.messages.append({"role": "user", "type": "message", "content": agent.loop_message})
+                    continue
+                break
+        finally:
+            agent._save()
+
+    # -- repairs ------------------------------------------------------------------------------------------
+
+    def _can_repair(self) -> bool:
+        return self.repairs < (self.agent.max_repairs or 0)
+
+    def _ask(self, text: str) -> None:
+        self.repairs += 1
+        self.agent.messages.append({"role": "computer", "type": "message", "format": REPAIR_FORMAT, "content": text})
+
+    def _asked_again(self, reply: list[dict], outcome: str) -> bool:
+        """After a reply that ran nothing: a repair request when one is due (and allowed)."""
+        if not self._can_repair():
+            return False
+        templates = self.agent.repair_templates
+        failure = self.failure
+        if failure is not None:
+            if outcome == "repeated":
+                self._ask(repair.request(failure, "", templates["restated"], repeated=True))
+                return True
+            text = " ".join(m["content"] for m in reply if m["type"] == "message")
+            if repair.restates(text, failure):
+                self._ask(repair.request(failure, "", templates["restated"]))
+                return True
+        if self.agent.check_asked_files and not self.asked_for_paths and failure is None:
+            missing = repair.missing_paths(self.task)
+            if missing:
+                self.asked_for_paths = True
+                self._ask(templates["missing"].replace("{content}", ", ".join(missing)))
+                return True
+        return False
+
+    # -- one model reply ----------------------------------------------------------------------------------
+
+    def _model_reply(self) -> Iterator[dict]:
+        """Stream one model reply as LMC chunks, recording its messages as they grow; returns them."""
+        agent = self.agent
+        llm_messages = agent.llm_messages()
+        if agent.verbose:
+            agent._note(f"sending {len(llm_messages)} messages to {agent.llm.model} at {agent.llm.api_base}")
+        parser = FenceParser()
+        reply: list[dict] = []
+        pieces = agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages))
+        try:
+            for piece in pieces:
+                for chunk in parser.feed(piece):
+                    self._record(chunk, reply)
+                    yield chunk
+            for chunk in parser.finish():
+                self._record(chunk, reply)
+                yield chunk
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        return reply
+
+    def _record(self, chunk: dict, reply: list[dict]) -> None:
+        if chunk.get("start"):
+            message = {k: v for k, v in chunk.items() if k != "start"}
+            message["content"] = ""
+            self.agent.messages.append(message)
+            reply.append(message)
+        elif "content" in chunk and reply:
+            reply[-1]["content"] += chunk["content"]
+
+    def _run_blocks(self, reply: list[dict]) -> Iterator[dict]:
+        """Run the reply's code blocks in order: "ran", "repeated" (it repeated code already run) or "none"."""
+        agent = self.agent
+        outcome = "none"
+        first_failure = None
+        for code_message in [m for m in reply if m["type"] == "code" and m["content"].strip()]:
+            key = (code_message.get("format") or "", code_message["content"].strip())
+            if agent.stop_on_repeated_code and key in self.already_run:
+                agent._note_once("repeat", "the model repeated code it already ran; the turn ends here")
+                outcome = "repeated"
+                break
+            self.already_run.add(key)
+            output = yield from self._run_code(code_message)
+            outcome = "ran"
+            failure = repair.diagnose(code_message.get("format") or "python", code_message["content"], output)
+            if failure is not None and first_failure is None:
+                first_failure = failure
+                if self._can_repair():
+                    # the request replaces the plain output in what the model reads next
+                    self._ask(repair.request(failure, output, agent.repair_templates["failed"]))
+        if outcome == "ran":
+            self.failure = first_failure
+        return outcome
+
+    def _run_code(self, code_message: dict) -> Iterator[dict]:
+        """Confirm, run and record one block; returns its output text."""
+        agent = self.agent
+        language = code_message.get("format") or "python"
+        confirmation = {
+            "role": "computer",
+            "type": "confirmation",
+            "format": "execution",
+            "content": {"type": "code", "format": language, "content": code_message["content"]},
+        }
+        yield confirmation  # the consumer declines by not asking for the next chunk
+        code = confirmation["content"].get("content", code_message["content"])  # the terminal may edit it
+        code_message["content"] = code
+        agent._sync_computer()
+        output: list[str] = []
+        yield {"role": "computer", "type": "console", "start": True}
+        try:
+            try:
+                for chunk in agent.computer.run(language, code, stream=True):
+                    chunk = {**chunk, "role": "computer"}
+                    if chunk.get("start") or chunk.get("end"):
+                        continue
+                    kind = chunk.get("type")
+                    if kind == "console" and chunk.get("format") == "output":
+                        output.append(str(chunk.get("content") or ""))
+                    elif kind == "image":
+                        agent.messages.append({k: chunk[k] for k in ("role", "type", "format", "content") if k in chunk})
+                    yield chunk
+            except OiLocalError as error:
+                text = f"{error}\n"
+                output.append(text)
+                yield {"role": "computer", "type": "console", "format": "output", "content": text}
+            except Exception as error:  # a broken language must not end the conversation: tell the model
+                text = f"The {language} runner failed: {type(error).__name__}: {error}\n"
+                output.append(text)
+                yield {"role": "computer", "type": "console", "format": "output", "content": text}
+        finally:
+            agent.messages.append({"role": "computer", "type": "console", "format": "output", "content": "".join(output)})
+        yield {"role": "computer", "type": "console", "format": "active_line", "content": None}
+        yield {"role": "computer", "type": "console", "end": True}
+        return "".join(output)
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("type", "message") == "message":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
