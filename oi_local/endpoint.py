@@ -39,6 +39,7 @@ class Endpoint:
     pid: int | None = None  # the server process when this program started it
     log_path: Path | None = None
     extra_body: dict = field(default_factory=dict)  # provider-specific request options (ollama: num_ctx)
+    context_source: str = ""  # where context_window and max_tokens came from (shown on the start line)
 
     @property
     def llm_model(self) -> str:

@@ -91,6 +91,8 @@ class Timeouts:
     provider_check: float = 1.0  # one provider checked again after the user picked it
     key_check: float = 2.0  # does a server ask for (or refuse) an API key
     server_models: float = 3.0  # GET /models of a server someone else runs
+    server_context: float = 2.0  # each question to a server about its context window (/props, /api/show, ...)
+    context_probe: float = 10.0  # llama-cpp-python's answer to an over-long prompt (it says its context)
     ollama_api: float = 10.0  # Ollama's list and show
     ollama_start: float = 30.0  # `ollama serve` started here until it answers
     hardware_tool: float = 5.0  # nvidia-smi, rocm-smi, sysctl

@@ -156,7 +156,8 @@ def test_lmstudio_via_menu(tmp_path, env_nothing_running, session, test_model_pa
         assert "smollm2-lmstudio" in t.wait_for("LM Studio: choose a model")
         time.sleep(0.3)
         t.send("Enter")
-        screen = t.wait_for("Model smollm2-lmstudio via LM Studio at http://127.0.0.1:1234/v1 · context 3000 · max tokens 1000")
+        # the stand-in's real context (--n_ctx 4096) is asked, not the seed's fallback of 3000 (issue 10)
+        screen = t.wait_for("Model smollm2-lmstudio via LM Studio at http://127.0.0.1:1234/v1 · context 4096 · max tokens 1365")
         assert "Open Interpreter will require approval before running code." in t.wait_for("Press `CTRL-C` to exit.")
         assert finish(t) == 0
     finally:

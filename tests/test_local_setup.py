@@ -72,7 +72,8 @@ def test_one_shot_against_a_custom_url(tmp_path, llama_server):
          "--model", "smollm2-135m", "Reply with one word: hello"], home,
     )
     assert result.returncode == 0, result.stderr
-    assert f"Model smollm2-135m via Custom OpenAI-compatible URL at {llama_server.base_url} · context 3000 · max tokens 1000" in result.stdout
+    # the server's real context (--n_ctx 2048) is asked, and the start line says where it came from (issue 10)
+    assert f"Model smollm2-135m via Custom OpenAI-compatible URL at {llama_server.base_url} · context 2048 · max tokens 682 (" in result.stdout
     saved = last_choice.load(app_paths({"OI_LOCAL_HOME": str(home)}).config)
     assert saved == last_choice.LastChoice("custom", "smollm2-135m", llama_server.base_url)
 

@@ -43,7 +43,9 @@ def test_lmstudio_running_lists_and_prepares(lmstudio_server, clean_env):
     assert server is None
     assert endpoint.api_base == "http://127.0.0.1:1234/v1" and endpoint.provider == "lmstudio"
     assert endpoint.llm_model == "openai/lmstudio-community/smollm2-135m" and endpoint.api_key == "fake_key"
-    assert (endpoint.context_window, endpoint.max_tokens) == (3000, 1000)  # the seed's local defaults
+    # the stand-in (a real llama-cpp-python server, --n_ctx 2048) is asked for its context (issue 10): not the
+    # seed's fallback of 3000 / 1000
+    assert (endpoint.context_window, endpoint.max_tokens) == (2048, 682) and "llama-cpp-python" in endpoint.context_source
 
 
 def test_lmstudio_chat_through_litellm(lmstudio_server, clean_env):

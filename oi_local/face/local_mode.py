@@ -39,7 +39,9 @@ def with_limits(endpoint: Endpoint, *, context_window: int | None = None, max_to
     extra = dict(endpoint.extra_body)
     if "num_ctx" in extra:
         extra["num_ctx"] = ctx
-    return dataclasses.replace(endpoint, context_window=ctx, max_tokens=tokens, extra_body=extra)
+    source = ", ".join(f"{flag} from the command line" for flag, given in (("context", context_window), ("max tokens", max_tokens)) if given)
+    return dataclasses.replace(endpoint, context_window=ctx, max_tokens=tokens, extra_body=extra,
+                               context_source=f"{source}; {endpoint.context_source}" if endpoint.context_source else source)
 
 
 def prepare_endpoint(
@@ -93,7 +95,7 @@ def summary_line(endpoint: Endpoint) -> str:
     title = providers.TITLES.get(endpoint.provider, endpoint.provider)
     return (
         f"Model {endpoint.model_id} via {title} at {endpoint.api_base} · context {endpoint.context_window} "
-        f"· max tokens {endpoint.max_tokens}"
+        f"· max tokens {endpoint.max_tokens}" + (f" ({endpoint.context_source})" if endpoint.context_source else "")
     )
 
 

@@ -3,6 +3,7 @@ catalog with fit, and store → fit → runner → Endpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,4 +164,4 @@ def prepare(
             store_for(paths, entries).mark_used(resolved.model_id)
         except (OiLocalError, OSError):
             pass  # bookkeeping only
-    return server.endpoint, server
+    return dataclasses.replace(server.endpoint, context_source="the model's GGUF header, fit to this machine"), server

@@ -100,6 +100,7 @@ def prepare(model: str, *, api_base: str | None = None, api_key: str | None = No
             "Load the model in LM Studio or pass one of those ids with --model."
         )
     endpoint = openai_compat.endpoint_for(
-        url, model, provider=NAME, api_key=api_key, max_context=models.max_context.get(model)
+        url, model, provider=NAME, api_key=api_key, max_context=models.max_context.get(model),
+        context_source="LM Studio's model API",
     )
     return endpoint, None

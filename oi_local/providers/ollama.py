@@ -286,5 +286,7 @@ def prepare(
     endpoint = Endpoint(
         api_base=url, model_id=name, api_key=None, context_window=n_ctx, max_tokens=max_tokens,
         provider=NAME, extra_body={"num_ctx": n_ctx},
+        context_source="Ollama's show, fit to this machine" if arch is not None else "Ollama's show" if context
+        else "fallback: Ollama did not say",
     )
     return endpoint, None

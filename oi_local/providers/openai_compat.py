@@ -77,7 +77,20 @@ def endpoint_for(
     provider: str,
     api_key: str | None,
     max_context: int | None = None,
+    context_source: str = "the server's model list",
 ) -> Endpoint:
+    """The endpoint with the context the server says it has (max_context when the caller asked already);
+    the seed's 3000 / 1000 only when nothing answers."""
+    max_tokens = None
+    if max_context is None:
+        from oi_local.machine.paths import app_paths
+        from oi_local.providers import server_context
+
+        asked = server_context.ask(base_url, model_id, api_key=api_key, state_dir=app_paths().state)
+        if asked is not None:
+            max_context, max_tokens, context_source = asked.context_window, asked.max_tokens, asked.source
+        else:
+            context_source = "fallback: the server did not say"
     context = max_context or DEFAULT_CONTEXT
     return Endpoint(
         api_base=base_url,
@@ -85,6 +98,7 @@ def endpoint_for(
         # litellm's openai provider insists on a key; local servers ignore it (seed: "fake_key").
         api_key=api_key or "fake_key",
         context_window=context,
-        max_tokens=max_tokens_for(context),
+        max_tokens=min(max_tokens, max_tokens_for(context)) if max_tokens else max_tokens_for(context),
         provider=provider,
+        context_source=context_source,
     )
