@@ -18,17 +18,29 @@ if TYPE_CHECKING:
 _default_interpreter = None
 
 
+def _with_terminal() -> type:
+    """The agent's class with the terminal as the display of chat(display=True), as Open Interpreter's
+    `interpreter.chat("...")` shows its chat (the terminal's modules load only when something is shown)."""
+    from oi_local.agent.core import OpenInterpreter
+
+    if OpenInterpreter.display_factory is None:
+        OpenInterpreter.display_factory = staticmethod(_terminal_display)
+    return OpenInterpreter
+
+
+def _terminal_display(interpreter: Any) -> Any:
+    from oi_local.terminal.front import terminal_display
+
+    return terminal_display(interpreter)
+
+
 def __getattr__(name: str) -> Any:
     global _default_interpreter
     if name == "OpenInterpreter":
-        from oi_local.agent.core import OpenInterpreter
-
-        return OpenInterpreter
+        return _with_terminal()
     if name == "interpreter":
         if _default_interpreter is None:
-            from oi_local.agent.core import OpenInterpreter
-
-            _default_interpreter = OpenInterpreter()
+            _default_interpreter = _with_terminal()()
         return _default_interpreter
     if name == "local_setup":
         from oi_local.face.local_mode import local_setup

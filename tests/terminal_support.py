@@ -40,6 +40,12 @@ class RecordedTurn:
     def reset(self) -> None:
         self.messages = []
 
+    def safety_report(self, language, code):
+        """The agent's contract: what safe_mode says before a run comes from the agent (its computer scans)."""
+        from oi_local.computer.safe_mode import scan
+
+        return scan(language or "python", code)
+
     def chat(self, message=None, display=True, stream=False):
         if message is not None:
             self.messages.append({"role": "user", "type": "message", "content": message})

@@ -5,9 +5,9 @@ block, runs it on its computer, feeds the output back, and goes on until the mod
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oi_local.agent import messages as lmc
 from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
@@ -29,9 +29,24 @@ if TYPE_CHECKING:
 _DEFAULT_TEMPLATES = lmc.Templates()
 
 
+class AgentDisplay(Protocol):
+    """What shows a chat: handed to the agent by its caller (the terminal's is oi_local.terminal.front)."""
+
+    def turn(self, agent: OpenInterpreter, message: Any) -> list[dict]: ...  # one turn shown, questions asked
+
+    def chat_loop(self, agent: OpenInterpreter) -> Any: ...  # an interactive chat
+
+    def stream(self, agent: OpenInterpreter, chunks: Iterator[dict]) -> Iterator[dict]: ...  # shown as they pass
+
+
 class OpenInterpreter:
     """The seed's `OpenInterpreter`: every setting is an attribute of the same name (see the seed's
-    settings/all-settings page); instances are independent of each other."""
+    settings/all-settings page); instances are independent of each other.
+
+    display_factory makes the display chat(display=True) uses: None here (the agent knows no terminal);
+    `oi_local.OpenInterpreter` and `oi_local.interpreter` come with the terminal's."""
+
+    display_factory: Callable[[OpenInterpreter], AgentDisplay] | None = None
 
     def __init__(
         self,
@@ -201,24 +216,35 @@ class OpenInterpreter:
 
     # -- chat -----------------------------------------------------------------------------------------
 
-    def chat(self, message: Any = None, display: bool = True, stream: bool = False) -> Any:
-        """The seed's chat(): with stream=True a generator of LMC chunks (also shown in the terminal when
-        display is True; the caller answers confirmations); otherwise the new messages, shown in the terminal
-        when display is True. With no message and display=True, an interactive chat in the terminal."""
+    def chat(self, message: Any = None, display: Any = True, stream: bool = False) -> Any:
+        """The seed's chat(): with stream=True a generator of LMC chunks (also shown when display is set; the
+        caller answers confirmations); otherwise the new messages, shown when display is set. With no message
+        and a display, an interactive chat. `display` is True (the display_factory's display), False, or a
+        display object from the caller (see AgentDisplay)."""
         if stream:
-            return self._stream_and_show(message) if display else self._stream(message)
+            return self._display(display).stream(self, self._stream(message)) if display else self._stream(message)
         if display:
-            from oi_local.terminal import chat_loop, render
-
+            shown = self._display(display)
             start = len(self._messages)
             if message is None:
-                chat_loop(self, plain=self.plain, multi_line=self.multi_line)
+                shown.chat_loop(self)
                 return self._messages[start:]
-            return render(self, message, plain=self.plain)
+            return shown.turn(self, message)
         start = self._accept(message)
         for _ in self._respond():
             pass
         return self._messages[start:]
+
+    def _display(self, display: Any) -> AgentDisplay:
+        if display is not True:
+            return display
+        if self.display_factory is None:
+            raise OiLocalError(
+                "chat(display=True) needs a display, and this interpreter has none. Use the package's "
+                "`from oi_local import OpenInterpreter` (it shows chats in the terminal), set "
+                "interpreter.display_factory, or call chat(..., display=False)."
+            )
+        return self.display_factory(self)
 
     def _accept(self, message: Any) -> int:
         """Add the caller's message(s); returns where the new messages of this call start."""
@@ -232,24 +258,25 @@ class OpenInterpreter:
         self._messages.extend(lmc.normalize(message))
         return start
 
-    def _stream_and_show(self, message: Any) -> Iterator[dict]:
-        from oi_local.terminal.display import make_display
-
-        display = make_display(self.plain)
-        try:
-            for chunk in self._stream(message):
-                if chunk.get("type") != "confirmation":
-                    display.chunk(chunk)
-                yield chunk
-        finally:
-            display.close()
-
     def _stream(self, message: Any) -> Iterator[dict]:
         self._accept(message)
         yield from self._respond()
 
     def _respond(self) -> Iterator[dict]:
         yield from Turn(self).run()
+
+    def safety_report(self, language: str | None, code: str) -> Any:
+        """What safe_mode says about `code` before it runs (None when it is off, or there is nothing new to
+        say): the computer scans it. A display shows the report; it never scans by itself."""
+        self._sync_computer()
+        report_for = getattr(self.computer, "safety_report", None)
+        if callable(report_for):
+            return report_for(language or "python", code)
+        if str(self.safe_mode or "off") == "off":
+            return None
+        from oi_local.computer import safe_mode as scanner
+
+        return scanner.scan(language or "python", code, config=getattr(self.computer, "semgrep_config", "auto"))
 
     def _sync_computer(self) -> None:
         computer = self.computer

@@ -79,23 +79,15 @@ SCAN_QUESTION = "Would you like to scan this code? (y/n) "
 
 
 def scan_before_running(interpreter: Any, safe_mode: str, language: str | None, code: str, display: Any, read: Callable[[str], str]) -> None:
-    """Show the safety scan of the code (semgrep, through the computer's safety_report)."""
+    """Show what safe_mode says about the code (the agent has its computer scan it); with "ask", only when the
+    user wants a scan."""
     if safe_mode == "ask":
         try:
             if read(SCAN_QUESTION).strip().lower() not in ("y", "yes"):
                 return
         except EOFError:
             return
-    computer = interpreter.computer
-    if hasattr(computer, "safe_mode"):
-        computer.safe_mode = safe_mode  # the agent syncs it only after the confirmation
-    report_for = getattr(computer, "safety_report", None)
-    if callable(report_for):
-        report = report_for(language or "python", code)
-    else:
-        from oi_local.computer import safe_mode as scanner
-
-        report = scanner.scan(language or "python", code, config=getattr(computer, "semgrep_config", "auto"))
+    report = interpreter.safety_report(language, code)
     if report is not None:  # None: nothing new to say (the computer said it cannot scan once already)
         display.notice(report.summary())
 

@@ -51,7 +51,7 @@ def build_interpreter(
 
     Pass `interpreter` to apply both to an existing one (local_cmd: after configure_for(endpoint))."""
     if interpreter is None:
-        from oi_local.agent.core import OpenInterpreter
+        from oi_local import OpenInterpreter  # with the terminal as its display (Python profiles may chat)
 
         interpreter = OpenInterpreter()
     profile = profiles.load_profile(getattr(args, "profile", None) or default_profile, paths)

@@ -94,7 +94,7 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
 
 def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
-    from oi_local.agent.core import OpenInterpreter
+    from oi_local import OpenInterpreter  # with the terminal as its display
     from oi_local.face.commands import chat_cmd
 
     interpreter = OpenInterpreter()
