@@ -35,6 +35,12 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / 2)
 
 
+def upper_bound_tokens(messages: list[dict]) -> int:
+    """More tokens than any tokenizer makes of these messages: at most one per byte (merges only shorten;
+    byte fallback is one per byte), plus the chat template's markers."""
+    return sum(len(message_text(m).encode("utf-8")) + PER_MESSAGE_TOKENS for m in messages)
+
+
 def message_text(message: dict) -> str:
     content = message.get("content") or ""
     if isinstance(content, str):
@@ -222,9 +228,9 @@ def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mi
     return OiLocalError(f"The model server at {where} {what} ({name}: {detail}). {todo}")
 
 
-def litellm_completions(**params: Any) -> Iterator[Any]:
-    """The default completions function: litellm, imported here with its cost map read locally and no
-    telemetry (oi_local.env.apply_offline, set before the import)."""
+def import_litellm() -> Any:
+    """litellm, with its cost map read locally and no telemetry (oi_local.env.apply_offline, set before the
+    import)."""
     from oi_local.env import apply_offline
 
     apply_offline()
@@ -232,7 +238,12 @@ def litellm_completions(**params: Any) -> Iterator[Any]:
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True
-    return litellm.completion(**params)
+    return litellm
+
+
+def litellm_completions(**params: Any) -> Iterator[Any]:
+    """The default completions function: litellm, imported here (agent/warmup.py may have imported it already)."""
+    return import_litellm().completion(**params)
 
 
 class Llm:
@@ -281,6 +292,8 @@ class Llm:
             return messages
         reply_room = self.max_tokens or min(1024, self.context_window // 4)
         budget = max(self.context_window - reply_room - self.trim_margin, 64)
+        if all(isinstance(m.get("content"), str) for m in messages) and upper_bound_tokens(messages) <= budget:
+            return messages  # text that fits for sure: no need to ask the server's tokenizer
         return trim_messages(messages, budget, self.count_tokens, keep_head)
 
     # -- requests -------------------------------------------------------------------------------------
@@ -316,14 +329,16 @@ class Llm:
         params.update(self.extra_body)
         return params
 
-    def run(self, messages: list[dict], keep_head: int | None = None) -> Iterator[str]:
+    def run(self, messages: list[dict], keep_head: int | None = None, overrides: dict | None = None) -> Iterator[str]:
         """Stream the reply to `messages` (OpenAI format) as text pieces, trimmed to the context window
         (never the first `keep_head` messages). Endpoint failures from the default completions become
         OiLocalError naming the server; a custom function's errors pass through."""
         messages = self.fit_to_context(messages, keep_head)
-        self.last_prompt_tokens = self.count_tokens(messages)
+        # only a priced model needs the count (cost()); a local server is not asked for it on every request
+        self.last_prompt_tokens = 0 if self.is_local else self.count_tokens(messages)
         self.last_completion_chars = 0
         params = self.request_params(messages)
+        params.update(overrides or {})  # e.g. a repair reply's own temperature and seed
         function = self.completions
         default = function is litellm_completions
         if not default:

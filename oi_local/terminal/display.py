@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+# What the rich display imports when it first shows something (imported early by a warm-up).
+WARM_IMPORTS = ("rich.console", "rich.live", "rich.markdown", "rich.panel", "rich.syntax", "rich.text")
+
 # Lines of output kept on screen while a cell is running (the whole output is printed when it ends).
 LIVE_OUTPUT_LINES = 30
 

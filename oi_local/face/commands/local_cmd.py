@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
 
+            warm = warm_up()  # the model is known: the kernel and the imports start beside the server
+
             endpoint, server = prepare_endpoint(
                 args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
                 fresh_server=bool(args.fresh_server), context_window=args.context_window,
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             endpoint, server = picked.endpoint, picked.server
             remember(paths, picked.choice.provider, picked.choice.model, picked.choice.api_base)
-        interpreter = build_interpreter(endpoint, args, paths)
+            warm = warm_up()
+        interpreter = build_interpreter(endpoint, args, paths, computer=warm.computer)
+        warm.attach(interpreter)
         announce(endpoint, auto_run=bool(getattr(interpreter, "auto_run", False)))
         from oi_local.face.commands import chat_cmd
 
@@ -92,12 +96,20 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
     last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
 
 
-def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
+def warm_up():
+    """The Python kernel, litellm and the terminal's rich modules, started in the background at once."""
+    from oi_local.agent import warmup
+    from oi_local.terminal.display import WARM_IMPORTS
+
+    return warmup.begin(modules=WARM_IMPORTS)
+
+
+def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths, computer: Any = None) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
     from oi_local import OpenInterpreter  # with the terminal as its display
     from oi_local.face.commands import chat_cmd
 
-    interpreter = OpenInterpreter()
+    interpreter = OpenInterpreter(computer=computer)
     interpreter.configure_for(endpoint)
     flags = copy.copy(args)
     for name in ENDPOINT_FLAGS:
