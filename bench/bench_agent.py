@@ -4,20 +4,26 @@
    a fixed max_tokens) sent straight to the llama.cpp server with httpx, and through the agent
    (OpenInterpreter.chat(stream=True): litellm, the fence parser, LMC chunks), alternated, median of each.
    Ratio = agent tokens/s / direct tokens/s (goal >= 0.97).
-2. Task success: every prompt variant in oi_local.agent.templates.LOCAL_VARIANTS on the suite in
-   bench/tasks.py (SmolLM2-135M-Instruct Q4_1, temperature 0, auto_run, at most 3 model replies per task,
-   max_tokens 160, one fresh folder per task). Baseline: Open Interpreter's own system message and templates.
+2. Task success: every harness in HARNESSES (a prompt variant of oi_local.agent.templates plus the harness
+   features: everyday modules in the kernel, repair requests, the asked-for files checked) on the tuning suite
+   (bench/tasks.py) and the untuned one (bench/tasks_untuned.py, written before any tuning and never tuned
+   on), each run twice: SmolLM2-135M-Instruct Q4_1, temperature 0, auto_run, the local defaults' limit of
+   model replies per task (max_turns 6), max_tokens 160, one fresh folder per task. Baselines: Open
+   Interpreter's own system message and templates, and the local default before issue 10 ("before").
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks import TASKS, BenchTask  # noqa: E402
+from tasks_untuned import TASKS as UNTUNED  # noqa: E402
 
 from oi_local.serving.ports import free_port  # noqa: E402
 from oi_local.serving.server import stop_process_tree  # noqa: E402
@@ -34,8 +41,8 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORY_PROMPT = "Write a long story about a cat who learns to program."
 STREAM_TOKENS = 120
 REPEATS = 3
-MAX_TURNS = 3
 TASK_MAX_TOKENS = 160
+REPEATS_TASKS = 2
 
 
 def model_path() -> Path:
@@ -137,8 +144,62 @@ def streaming_overhead(base: str) -> tuple[str, float]:
 # -- task success ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Harness:
+    """One way of running the agent on the suites: a prompt variant plus the harness features."""
+
+    name: str
+    prompt: str  # a name in oi_local.agent.templates.LOCAL_VARIANTS
+    preload: bool = True  # the kernel's everyday modules
+    max_repairs: int = 0
+    check_files: bool = False
+    restart: bool = False  # repairs restate the task with the error (agent.repair_restart)
+    repair_temperature: float | None = None
+    first_grammar: tuple[str, ...] = ()
+    repair_grammar: str | None = None
+    note: str = ""
+
+
+HARNESSES = [
+    Harness("oi-baseline", "oi-baseline", preload=False, note="Open Interpreter's own prompt, nothing else"),
+    Harness("before", "example-turns", preload=False, note="the local default before issue 10"),
+    Harness("preload", "example-turns", note="+ everyday modules in the kernel"),
+    Harness("repairs-1", "example-turns", max_repairs=1, note="+ preload, at most 1 repair request"),
+    Harness("repairs-2", "example-turns", max_repairs=2, note="+ preload, at most 2 repair requests"),
+    Harness("repairs-3", "example-turns", max_repairs=3, note="+ preload, at most 3 repair requests"),
+    Harness("repairs-2+files", "example-turns", max_repairs=2, check_files=True,
+            note="+ preload, 2 repairs, the asked-for files checked"),
+    Harness("kinds", "kind-examples", note="one worked example per kind of task, + preload"),
+    Harness("kinds+repairs-2+files", "kind-examples", max_repairs=2, check_files=True,
+            note="one worked example per kind, + preload, 2 repairs, the asked-for files checked"),
+    Harness("shell-first", "shell-first", note="as kinds, shell named before python"),
+    Harness("kinds-shell-only", "kind-examples", first_grammar=("shell",), note="experiment: first replies forced to shell"),
+    Harness("kinds+switch-2", "kind-examples", max_repairs=2, check_files=True, restart=True, repair_grammar="switch",
+            note="kinds, 2 repairs restating the task, each constrained to one block in the other language"),
+    Harness("chosen-1", "chosen-1", note="the closest worked example of a Python pool, + preload"),
+    Harness("chosen-2", "chosen-2", note="the two closest worked examples of a Python pool, + preload"),
+    Harness("chosen-2+restart-3-t0.7", "chosen-2", max_repairs=3, check_files=True, restart=True, repair_temperature=0.7,
+            note="chosen-2, 3 repairs restating the task with the error, sampled at 0.7 (seeded)"),
+    Harness("kinds+restart-3", "kind-examples", max_repairs=3, check_files=True, restart=True,
+            note="as kinds+repairs, 3 repairs, each restating the task with the error"),
+    Harness("kinds+restart-3-t0.7", "kind-examples", max_repairs=3, check_files=True, restart=True,
+            repair_temperature=0.7, note="as kinds+restart-3, repair replies sampled at 0.7 (seeded)"),
+    Harness("kinds+repairs-3-t0.7", "kind-examples", max_repairs=3, check_files=True, repair_temperature=0.7,
+            note="as kinds+repairs, 3 repairs, repair replies sampled at 0.7 (seeded)"),
+]
+
+
+@dataclass
+class TaskResult:
+    ran: bool  # the right output came from code the agent ran (or the file is there)
+    answered: bool  # the model's last message holds it
+    replies: int
+    seconds: float
+    last: str  # the model's last message, shortened
+
+
 def task_ok(task: BenchTask, messages: list[dict], folder: Path) -> tuple[bool, bool]:
-    outputs = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "computer")
+    outputs = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "computer" and m.get("type") == "console")
     answers = [m for m in messages if m.get("role") == "assistant" and m.get("type") == "message"]
     answered = bool(answers) and task.expect in answers[-1]["content"]
     ran = task.expect in outputs
@@ -149,80 +210,163 @@ def task_ok(task: BenchTask, messages: list[dict], folder: Path) -> tuple[bool, 
     return ran, answered
 
 
-def run_suite(interpreter, variant) -> dict:
+def model_replies(messages: list[dict]) -> int:
+    """Model replies in a turn: runs of assistant messages."""
+    count, previous = 0, None
+    for message in messages:
+        role = message.get("role")
+        if role == "assistant" and previous != "assistant":
+            count += 1
+        previous = role
+    return count
+
+
+def make_computer(preload: bool):
+    from oi_local.computer import Computer
+    from oi_local.computer.languages import default_languages
+    from oi_local.computer.languages.python import Python
+
+    class PythonAsBefore(Python):
+        def __init__(self, computer=None) -> None:
+            super().__init__(computer)
+            self.preload = ()
+
+    languages = [PythonAsBefore if lang is Python else lang for lang in default_languages()] if not preload else None
+    return Computer(languages=languages)
+
+
+def run_suite(base: str, harness: Harness, tasks: list[BenchTask]) -> dict[str, TaskResult]:
+    from oi_local.agent.templates import LOCAL_VARIANTS
     from oi_local.errors import OiLocalError
 
-    interpreter.apply_prompt_variant(variant)
-    interpreter.max_turns = MAX_TURNS
+    interpreter = make_interpreter(base, make_computer(harness.preload))
+    interpreter.apply_prompt_variant(LOCAL_VARIANTS[harness.prompt])
+    interpreter.max_repairs = harness.max_repairs
+    interpreter.check_asked_files = harness.check_files
+    interpreter.repair_restart = harness.restart
+    interpreter.repair_temperature = harness.repair_temperature
+    interpreter.first_reply_grammar = harness.first_grammar
+    interpreter.repair_grammar = harness.repair_grammar
     interpreter.llm.max_tokens = TASK_MAX_TOKENS
     results = {}
-    started = time.perf_counter()
-    replies = 0
-    for task in TASKS:
-        folder = Path(tempfile.mkdtemp(prefix=f"oi-bench-{task.name}-"))
-        for name, text in task.files.items():
-            (folder / name).write_text(text)
-        os.chdir(folder)
-        interpreter.computer.run("python", f"import os\nos.chdir({str(folder)!r})")
-        interpreter.computer.run("shell", f"cd {str(folder)!r}")
-        interpreter.messages = []
-        try:
-            new = interpreter.chat(task.prompt, display=False)
-        except OiLocalError as error:
-            new = [{"role": "assistant", "type": "message", "content": f"ERROR {error}"}]
-        replies += 1 + sum(1 for m in new if m.get("role") == "computer" and m.get("type") == "console")
-        results[task.name] = task_ok(task, new, folder)
-        print(f"bench_agent: {variant.name} {task.name} {results[task.name]}", file=sys.stderr, flush=True)
-    return {"results": results, "seconds": time.perf_counter() - started, "replies": replies}
-
-
-def task_success(base: str, computer=None) -> tuple[str, dict]:
-    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_VARIANTS
-
-    interpreter = make_interpreter(base, computer)
     home = os.getcwd()
-    runs = {}
     try:
-        for name, variant in LOCAL_VARIANTS.items():
-            runs[name] = run_suite(interpreter, variant)
+        for task in tasks:
+            folder = Path(tempfile.mkdtemp(prefix=f"oi-bench-{task.name}-"))
+            for name, text in task.files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_text(text)
+            os.chdir(folder)
+            interpreter.computer.run("python", f"import os\nos.chdir({str(folder)!r})")
+            interpreter.computer.run("shell", f"cd {str(folder)!r}")
+            interpreter.messages = []
+            started = time.perf_counter()
+            try:
+                new = interpreter.chat(task.prompt, display=False)
+            except OiLocalError as error:
+                new = [{"role": "assistant", "type": "message", "content": f"ERROR {error}"}]
+            seconds = time.perf_counter() - started
+            ran, answered = task_ok(task, new, folder)
+            answers = [m["content"] for m in new if m.get("role") == "assistant" and m.get("type") == "message"]
+            last = " ".join((answers[-1] if answers else "").split())[:60]
+            results[task.name] = TaskResult(ran, answered, model_replies(new), seconds, last)
+            print(f"bench_agent: {harness.name} {task.name} {ran, answered} {seconds:.1f}s", file=sys.stderr, flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
     finally:
         os.chdir(home)
         interpreter.computer.terminate()
-    baseline = sum(ok for ok, _ in runs["oi-baseline"]["results"].values()) or 1
-    lines = ["| variant | whole loop (right output and answered with it) | right output | answered with it | "
-             "right output vs OI baseline | model replies | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    for name, run in runs.items():
-        done = sum(ok for ok, _ in run["results"].values())
-        answered = sum(a for _, a in run["results"].values())
-        both = sum(ok and a for ok, a in run["results"].values())
-        mark = " (local default)" if name == LOCAL_DEFAULT.name else ""
-        lines.append(f"| {name}{mark} | {both}/{len(TASKS)} | {done}/{len(TASKS)} | {answered}/{len(TASKS)} | "
-                     f"{done / baseline:.2f} | {run['replies']} | {run['seconds']:.1f} |")
-    lines += ["", "| task | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
-    for task in TASKS:
-        cells = ["done+answered" if runs[n]["results"][task.name] == (True, True)
-                 else "done" if runs[n]["results"][task.name][0] else "-" for n in runs]
-        lines.append(f"| {task.name} ({task.kind}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines), runs
+    return results
 
 
-def run(computer=None) -> str:
+def score(results: dict[str, TaskResult]) -> tuple[int, int, int]:
+    """(whole loop, right output, answered)."""
+    values = results.values()
+    return sum(r.ran and r.answered for r in values), sum(r.ran for r in values), sum(r.answered for r in values)
+
+
+def cell(result: TaskResult) -> str:
+    mark = "done+answered" if result.ran and result.answered else "done" if result.ran else "answered" if result.answered else "-"
+    return f"{mark} ({result.replies}, {result.seconds:.0f}s)"
+
+
+def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[str, TaskResult]]]) -> str:
+    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_MAX_REPAIRS
+
+    n = len(tasks)
+    lines = [f"#### {title} ({n} tasks)", "",
+             "| harness | whole loop (right output and answered with it) | right output | answered with it | "
+             "model replies | seconds | slowest task (s) | second run identical |",
+             "|---|---|---|---|---|---|---|---|"]
+    for harness in HARNESSES:
+        if harness.name not in runs:
+            continue
+        rounds = runs[harness.name]
+        first = rounds[0]
+        both, ran, answered = score(first)
+        figures = " / ".join(f"{score(r)[0]}" for r in rounds)
+        identical = all([(x.ran, x.answered, x.last) for x in r.values()] == [(x.ran, x.answered, x.last) for x in first.values()]
+                        for r in rounds[1:])
+        default = (harness.prompt == LOCAL_DEFAULT.name and harness.preload and harness.max_repairs == LOCAL_MAX_REPAIRS
+                   and harness.check_files)
+        mark = " (local default)" if default else ""
+        lines.append(
+            f"| {harness.name}{mark} | {both}/{n} (runs: {figures}) | {ran}/{n} | {answered}/{n} | "
+            f"{sum(r.replies for r in first.values())} | {sum(r.seconds for r in first.values()):.0f} | "
+            f"{max(r.seconds for r in first.values()):.0f} | {'yes' if identical else 'no'} |"
+        )
+    names = [h.name for h in HARNESSES if h.name in runs]
+    lines += ["", "Per task, first run: result (model replies, seconds).", "",
+              "| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for task in tasks:
+        lines.append(f"| {task.name} ({task.kind}) | " + " | ".join(cell(runs[n][0][task.name]) for n in names) + " |")
+    default_name = next((h.name for h in HARNESSES if h.name in runs and "files" in h.name), names[-1])
+    lines += ["", f"The model's last message per task ({default_name}, first run):", ""]
+    lines += [f"- {task.name}: {runs[default_name][0][task.name].last!r}" for task in tasks]
+    return "\n".join(lines)
+
+
+SUITES = {"tuning suite (bench/tasks.py)": TASKS, "untuned suite (bench/tasks_untuned.py)": UNTUNED}
+
+
+def task_success(base: str, harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS,
+                 suites: dict[str, list[BenchTask]] | None = None) -> tuple[str, dict]:
+    suites = suites or SUITES
+    runs: dict[str, dict[str, list]] = {title: {} for title in suites}
+    for _ in range(repeats):
+        for harness in harnesses or HARNESSES:
+            for title, tasks in suites.items():
+                runs[title].setdefault(harness.name, []).append(run_suite(base, harness, tasks))
+    notes = "\n".join(f"- {h.name}: {h.note}" for h in (harnesses or HARNESSES))
+    tables = "\n\n".join(suite_tables(title, suites[title], runs[title]) for title in suites)
+    return notes + "\n\n" + tables, runs
+
+
+def run(harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS, overhead: bool = True,
+        suites: dict[str, list[BenchTask]] | None = None) -> str:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     process, base = start_server()
     try:
-        overhead_table, _ = streaming_overhead(base)
-        success_table, _ = task_success(base, computer)
+        overhead_table = streaming_overhead(base)[0] if overhead else "(not measured in this run)"
+        success_table, _ = task_success(base, harnesses, repeats, suites)
     finally:
         stop_process_tree(process.pid, grace=10, popen=process)
+    load = os.getloadavg()[0]
     return (
         "## Agent: streaming overhead and task success (bench/bench_agent.py)\n\n"
         + (__doc__ or "").strip().split("\n", 1)[1].strip()
         + "\n\n### Streaming overhead\n\n" + overhead_table
-        + "\n\n### Task success on the bench suite (bench/tasks.py, "
-        + f"{len(TASKS)} tasks)\n\n" + success_table + "\n"
+        + f"\n\n### Task success ({repeats} runs of each harness on each suite; 1-minute load average at the end "
+        + f"{load:.1f} on {os.cpu_count()} cores)\n\n" + success_table + "\n"
     )
 
 
 if __name__ == "__main__":
-    print(run())
+    parser = argparse.ArgumentParser(description="The agent bench (a partial run prints its section only).")
+    parser.add_argument("--harness", action="append", help="run only these harnesses (repeatable)")
+    parser.add_argument("--repeats", type=int, default=REPEATS_TASKS)
+    parser.add_argument("--no-overhead", action="store_true", help="skip the streaming-overhead measurement")
+    parser.add_argument("--suite", choices=("tuning", "untuned", "both"), default="both")
+    options = parser.parse_args()
+    chosen = [h for h in HARNESSES if not options.harness or h.name in options.harness]
+    picked = {title: tasks for title, tasks in SUITES.items() if options.suite == "both" or title.startswith(options.suite)}
+    print(run(chosen, options.repeats, overhead=not options.no_overhead, suites=picked))

@@ -206,3 +206,26 @@ def test_a_repair_request_in_a_saved_conversation_reads_the_same(agent):
     sent = lmc.to_llm_messages(agent.messages, "", agent.templates())
     assert [m["role"] for m in sent] == ["user", "assistant", "user", "assistant", "user", "assistant"]
     assert sent[2]["content"].startswith("Output: Traceback")
+
+
+def test_a_restarting_repair_shows_the_task_again_with_the_error_not_the_failed_code(agent):
+    agent.repair_restart = True
+    scripted = script(agent, "```python\nprint(undefined_thing)\n```", "```python\nprint(2)\n```", "Two.")
+    agent.chat("Print two.", display=False)
+    again = scripted.requests[1]
+    assert again[-1]["role"] == "user" and again[-1]["content"].startswith("Print two.\n\n(The code failed with NameError")
+    assert "print(undefined_thing)" not in str(again[1:])  # neither the failed code nor its output
+    assert [m["role"] for m in again] == ["system", "user"]
+
+
+def test_repair_replies_can_be_sampled_with_a_seed_per_attempt(agent):
+    agent.repair_temperature = 0.7
+    seen = []
+
+    def completions(messages, temperature, **params):
+        seen.append((temperature, params.get("seed")))
+        yield "```python\nprint(undefined_thing)\n```" if len(seen) < 3 else "Gave up."
+
+    agent.llm.completions = completions
+    agent.chat("go", display=False)
+    assert seen[:3] == [(0.0, None), (0.7, 1), (0.7, 2)]

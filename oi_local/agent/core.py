@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from oi_local.agent import messages as lmc
+from oi_local.agent.examples import select as select_examples
 from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
 from oi_local.agent.templates import (
     DEFAULT_SYSTEM_MESSAGE,
@@ -85,9 +86,15 @@ class OpenInterpreter:
         self.stop_on_repeated_code = False  # local defaults: a block identical to one already run ends the turn
         self.max_repairs = 0  # repair requests per chat() call after a failed run (local defaults: measured)
         self.check_asked_files = False  # tell the model when a file or folder the task asked for is missing
-        self.repair_templates: dict[str, str] = dict(REPAIR_TEMPLATES)  # "failed", "restated", "missing"
+        self.repair_templates: dict[str, str] = dict(REPAIR_TEMPLATES)  # "failed", "restated", "missing", "restart"
+        self.repair_restart = False  # a repair restates the task with the error instead of continuing after it
+        self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
+        self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these
+        self.repair_grammar: str | None = None  # "switch": a repair reply is one block in the other language; "any"
         self.system_message = system_message
         self.example_messages: list[dict] = []  # worked example turns sent after the system message
+        self.example_pool: tuple = ()  # worked examples to choose from per task (agent/examples.py)
+        self.examples_per_task = 0  # how many of the pool are sent (the closest to the task last)
         self.custom_instructions = custom_instructions
         self.user_message_template = user_message_template
         self.always_apply_user_message_template = always_apply_user_message_template
@@ -169,6 +176,7 @@ class OpenInterpreter:
         self.empty_code_output_template = variant.empty_code_output_template
         self.code_output_sender = variant.code_output_sender
         self.example_messages = [{"role": role, "content": content} for role, content in variant.examples]
+        self.example_pool, self.examples_per_task = variant.example_pool, variant.examples_per_task
         self.repair_templates = dict(variant.repair_templates)
         for name, value in variant.settings.items():
             setattr(self, name, value)
@@ -199,19 +207,30 @@ class OpenInterpreter:
             supports_vision=self.llm.supports_vision,
         )
 
+    def examples_for(self, task: str) -> list[dict]:
+        """The worked example turns sent before the conversation: the fixed ones, then those of the pool
+        closest to the task."""
+        chosen = [dict(m) for m in self.example_messages]
+        if self.example_pool and self.examples_per_task:
+            chosen += select_examples(self.example_pool, task, self.examples_per_task)
+        return chosen
+
     def llm_messages(self) -> list[dict]:
         """What the model is sent next (before trimming to the context window)."""
         converted = lmc.to_llm_messages(self._messages, self.full_system_message(), self.templates())
-        if not self.example_messages:
+        examples = self.examples_for(lmc.last_user_text(self._messages))
+        self._examples_sent = len(examples)
+        if not examples:
             return converted
         head = 1 if converted and converted[0]["role"] == "system" else 0
-        return converted[:head] + [dict(m) for m in self.example_messages] + converted[head:]
+        return converted[:head] + examples + converted[head:]
 
     def _protected_head(self, llm_messages: list[dict]) -> int | None:
         """Trimming keeps the system message, the example turns and the user's first task."""
-        if not self.example_messages:
+        sent = getattr(self, "_examples_sent", len(self.example_messages))
+        if not sent:
             return None
-        head = (1 if llm_messages and llm_messages[0]["role"] == "system" else 0) + len(self.example_messages)
+        head = (1 if llm_messages and llm_messages[0]["role"] == "system" else 0) + sent
         return min(head + 1, len(llm_messages))
 
     # -- chat -----------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             out.append({"role": role, "content": text})
 
     outputs: list[str] | None = None  # console output of the runs since the assistant last wrote
+    task, task_at, task_head = "", None, ""  # the user's last message, where it is in `out`, what precedes it there
 
     def flush_output() -> None:
         nonlocal outputs
@@ -128,7 +129,13 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             continue
         if role == "computer" and kind == "message" and message.get("format") == "repair":
             outputs = None  # the agent's repair request quotes the output itself
-            add("user", str(content or ""))
+            if message.get("restart") and task_at is not None:
+                # the model reads the task again with the note, not its failed attempts (it would copy them)
+                del out[task_at + 1:]
+                asked = fill(templates.user_message_template, task + "\n\n" + str(content or ""))
+                out[task_at] = {"role": "user", "content": task_head + "\n\n" + asked if task_head else asked}
+            else:
+                add("user", str(content or ""))
             continue
         flush_output()
         if role == "assistant" and kind == "code":
@@ -145,6 +152,10 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             continue
         text = str(content or "")
         if role == "user":
+            if kind == "message" and index == last_user:
+                joined = bool(out) and out[-1]["role"] == "user" and isinstance(out[-1]["content"], str)
+                task, task_at = text, len(out) - 1 if joined else len(out)
+                task_head = out[-1]["content"] if joined else ""
             if index == last_user or templates.always_apply_user_message_template:
                 text = fill(templates.user_message_template, text)
             add("user", text)
@@ -154,6 +165,15 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             add("user", text)
     flush_output()
     return out
+
+
+def last_user_text(lmc: list[dict]) -> str:
+    """The text of the user's last message (the task at hand), "" when there is none."""
+    for message in reversed(lmc):
+        if message.get("role") == "user" and message.get("type", "message") == "message":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
 
 
 def unexecuted_code(lmc: list[dict]) -> bool:

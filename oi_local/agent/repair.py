@@ -29,9 +29,9 @@ class Failure:
     line_number: int | None = None  # in the code that ran, from 1
     line: str = ""  # that line of the code, stripped
 
-    def summary(self) -> str:
+    def summary(self, *, with_line: bool = True) -> str:
         text = f"{self.kind}: {self.message}" if self.message else self.kind
-        if self.line:
+        if self.line and with_line:
             text += f" (line {self.line_number}: `{self.line}`)"
         return text
 
@@ -198,11 +198,14 @@ def hint(failure: Failure, cwd: Path | None = None) -> str:
     return ""
 
 
-def request(failure: Failure, output: str, template: str, *, cwd: Path | None = None, repeated: bool = False) -> str:
-    """The repair request: `template` with {content} (the output) and {error} (the error and a hint)."""
-    error = f"The code failed with {failure.summary()}."
+def request(failure: Failure, output: str, template: str, *, cwd: Path | None = None, repeated: bool = False,
+            with_line: bool = True) -> str:
+    """The repair request: `template` with {content} (the output) and {error} (the error and a hint); without
+    the failing line when the model is not to see its code again (a small model copies what it sees)."""
+    summary = failure.summary(with_line=with_line)
+    error = f"The code failed with {summary}."
     if repeated:
-        error = f"That is the code that already failed with {failure.summary()}. Change it."
+        error = f"That is the code that already failed with {summary}. Change it."
     extra = hint(failure, cwd)
     if extra:
         error += " " + extra

@@ -43,6 +43,7 @@ REPAIR_TEMPLATES: dict[str, str] = {
     "failed": "Output: {content}\n\n{error}\nReply with the corrected code in one code block.",
     "restated": "{error}\nDo not repeat the error: reply with the corrected code in one code block.",
     "missing": "There is no {content} in the current folder yet. Reply with one code block that creates it.",
+    "restart": "({error} Write different code.)",
 }
 
 
@@ -62,6 +63,8 @@ class PromptVariant:
     examples: tuple[tuple[str, str], ...] = ()  # (role, content) turns shown before the conversation
     settings: dict = field(default_factory=dict)
     repair_templates: dict = field(default_factory=lambda: dict(REPAIR_TEMPLATES))
+    example_pool: tuple = ()  # worked examples (each a tuple of turns) chosen per task, after `examples`
+    examples_per_task: int = 0
 
 
 # Open Interpreter's own settings, as a baseline for local models.
@@ -139,9 +142,93 @@ EXAMPLE_TURNS = PromptVariant(
     notes="Short system message; two worked examples (python, shell) as real conversation turns; reminder.",
 )
 
+
+def _example(task: str, language: str, code: str, output: str, answer: str) -> tuple[tuple[str, str], ...]:
+    return (("user", task), ("assistant", f"```{language}\n{code}\n```"),
+            ("user", f"Output: {output}\n\n{_ANSWER_PROMPT}"), ("assistant", answer))
+
+
+# One worked example per kind of task (arithmetic, strings, shell, reading, writing files, folders).
+KIND_EXAMPLES = PromptVariant(
+    name="kind-examples",
+    system_message=EXAMPLE_TURNS.system_message,
+    execution_instructions="",
+    user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
+    code_output_template=EXAMPLE_TURNS.code_output_template,
+    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
+    examples=(
+        _example("What is 15 * 4?", "python", "print(15 * 4)", "60", "15 * 4 is 60.")
+        + _example('Replace the spaces in "a b c" with dashes.', "python", 'print("a b c".replace(" ", "-"))', "a-b-c",
+                   "It becomes a-b-c.")
+        + _example("Show the files in the current folder.", "shell", "ls", "report.pdf\ntodo.txt",
+                   "The folder holds report.pdf and todo.txt.")
+        + _example("What does the file todo.txt say?", "shell", "cat todo.txt", "buy milk", "todo.txt says: buy milk.")
+        + _example("Make a file fruit.txt that contains the word apple.", "python",
+                   'with open("fruit.txt", "w") as f:\n    f.write("apple")\nprint(open("fruit.txt").read())', "apple",
+                   "fruit.txt now contains apple.")
+        + _example("Create a folder called photos.", "shell", "mkdir photos\nls -d photos", "photos",
+                   "I created the folder photos.")
+    ),
+    notes="As example-turns, with one worked example for each kind of task (arithmetic, strings, shell, "
+          "reading a file, writing a file, making a folder).",
+)
+
+# As kind-examples, shell named first (the test model nearly always picks the first language named).
+SHELL_FIRST = PromptVariant(
+    name="shell-first",
+    system_message=(
+        "You are a helpful assistant that answers by running code on the user's computer. "
+        "Reply with exactly one ```shell or ```python code block that prints the answer, and nothing else. "
+        "When you get the output, answer in one short sentence."
+    ),
+    execution_instructions="",
+    user_message_template="{content}\n\n(Reply with one ```shell or ```python code block that prints the answer.)",
+    code_output_template=EXAMPLE_TURNS.code_output_template,
+    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
+    examples=KIND_EXAMPLES.examples,
+    notes="As kind-examples, with shell named before python.",
+)
+
+# Worked examples in Python (the test model writes Python whatever it is shown), one or two per kind of task.
+PYTHON_POOL = (
+    _example("What is 15 * 4?", "python", "print(15 * 4)", "60", "15 * 4 is 60."),
+    _example('Replace the spaces in "a b c" with dashes.', "python", 'print("a b c".replace(" ", "-"))', "a-b-c",
+             "It becomes a-b-c."),
+    _example("Show the files in the current folder.", "python", "print(os.listdir())", "['report.pdf', 'todo.txt']",
+             "The folder holds report.pdf and todo.txt."),
+    _example("What does the file todo.txt say?", "python", 'print(open("todo.txt").read())', "buy milk",
+             "todo.txt says: buy milk."),
+    _example("Make a file fruit.txt that contains the word apple.", "python",
+             'with open("fruit.txt", "w") as f:\n    f.write("apple")\nprint(open("fruit.txt").read())', "apple",
+             "fruit.txt now contains apple."),
+    _example("Create a folder called photos.", "python", 'os.mkdir("photos")\nprint(os.listdir())', "['photos']",
+             "I created the folder photos."),
+)
+
+
+def _chosen(name: str, count: int, notes: str) -> PromptVariant:
+    return PromptVariant(
+        name=name,
+        system_message=EXAMPLE_TURNS.system_message,
+        execution_instructions="",
+        user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
+        code_output_template=EXAMPLE_TURNS.code_output_template,
+        empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
+        example_pool=PYTHON_POOL,
+        examples_per_task=count,
+        notes=notes,
+    )
+
+
+CHOSEN_1 = _chosen("chosen-1", 1, "The one worked example (of a Python pool, one per kind) closest to the task.")
+CHOSEN_2 = _chosen("chosen-2", 2, "The two worked examples (of a Python pool, one per kind) closest to the task.")
+
 # The variants bench/bench_agent.py compares. WORKED_EXAMPLE alone was measured too and dropped from the
 # bench: 1/12 tasks, no better than the baseline (2026-11-22, SmolLM2-135M, bench/tasks.py).
-LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_AND_REMINDER, EXAMPLE_TURNS)}
+LOCAL_VARIANTS: dict[str, PromptVariant] = {
+    v.name: v for v in (OI_BASELINE, EXAMPLE_AND_REMINDER, EXAMPLE_TURNS, KIND_EXAMPLES, SHELL_FIRST,
+                       CHOSEN_1, CHOSEN_2)
+}
 
 # Chosen by measurement (bench/bench_agent.py, SmolLM2-135M-Instruct, 12 tasks, 2026-11-22) on the whole
 # loop, a task done with the right output AND answered with it: example-turns 6/12, example+reminder 1/12,

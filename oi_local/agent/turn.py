@@ -12,10 +12,11 @@ model in place of the output it contains).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from oi_local.agent import repair
+from oi_local.agent import grammar, repair
 from oi_local.agent.codeblocks import FenceParser
+from oi_local.agent.messages import last_user_text
 from oi_local.errors import OiLocalError
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class Turn:
         self.already_run: set[tuple[str, str]] = set()
         self.failure: repair.Failure | None = None  # of the last run, while not yet repaired
         self.asked_for_paths = False
-        self.task = _last_user_text(agent.messages)
+        self.repairing = False  # the next reply answers a repair request
+        self.task = last_user_text(agent.messages)
 
     def run(self) -> Iterator[dict]:
         agent = self.agent
@@ -64,27 +66,51 @@ class Turn:
 
     def _ask(self, text: str) -> None:
         self.repairs += 1
-        self.agent.messages.append({"role": "computer", "type": "message", "format": REPAIR_FORMAT, "content": text})
+        self.repairing = True
+        message = {"role": "computer", "type": "message", "format": REPAIR_FORMAT, "content": text}
+        if self.agent.repair_restart:
+            message["restart"] = True
+        self.agent.messages.append(message)
+
+    def _with_line(self) -> bool:
+        return not self.agent.repair_restart
+
+    def _template(self, name: str) -> str:
+        templates = self.agent.repair_templates
+        return templates["restart"] if self.agent.repair_restart and name != "missing" else templates[name]
+
+    def _reply_overrides(self) -> dict | None:
+        """A repair reply may be sampled (its own temperature, a seed per attempt: repeatable) and, on a
+        llama.cpp-family server, constrained to one code block (in the other language: repair_grammar "switch")."""
+        agent = self.agent
+        overrides: dict = {}
+        if self.repairing and agent.repair_temperature is not None:
+            overrides.update(temperature=agent.repair_temperature, seed=self.repairs)
+        if self.replies == 1 and agent.first_reply_grammar:
+            overrides["grammar"] = grammar.code_block(tuple(agent.first_reply_grammar))
+        if self.repairing and agent.repair_grammar and self.failure is not None:
+            languages = grammar.other_language(self.failure.language) if agent.repair_grammar == "switch" else ("python", "shell")
+            overrides["grammar"] = grammar.code_block(languages)
+        return overrides or None
 
     def _asked_again(self, reply: list[dict], outcome: str) -> bool:
         """After a reply that ran nothing: a repair request when one is due (and allowed)."""
         if not self._can_repair():
             return False
-        templates = self.agent.repair_templates
         failure = self.failure
         if failure is not None:
             if outcome == "repeated":
-                self._ask(repair.request(failure, "", templates["restated"], repeated=True))
+                self._ask(repair.request(failure, "", self._template("restated"), repeated=True, with_line=self._with_line()))
                 return True
             text = " ".join(m["content"] for m in reply if m["type"] == "message")
             if repair.restates(text, failure):
-                self._ask(repair.request(failure, "", templates["restated"]))
+                self._ask(repair.request(failure, "", self._template("restated"), with_line=self._with_line()))
                 return True
         if self.agent.check_asked_files and not self.asked_for_paths and failure is None:
             missing = repair.missing_paths(self.task)
             if missing:
                 self.asked_for_paths = True
-                self._ask(templates["missing"].replace("{content}", ", ".join(missing)))
+                self._ask(self._template("missing").replace("{content}", ", ".join(missing)))
                 return True
         return False
 
@@ -98,7 +124,8 @@ class Turn:
             agent._note(f"sending {len(llm_messages)} messages to {agent.llm.model} at {agent.llm.api_base}")
         parser = FenceParser()
         reply: list[dict] = []
-        pieces = agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages))
+        overrides, self.repairing = self._reply_overrides(), False
+        pieces = agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages), overrides=overrides)
         try:
             for piece in pieces:
                 for chunk in parser.feed(piece):
@@ -141,7 +168,7 @@ class Turn:
                 first_failure = failure
                 if self._can_repair():
                     # the request replaces the plain output in what the model reads next
-                    self._ask(repair.request(failure, output, agent.repair_templates["failed"]))
+                    self._ask(repair.request(failure, output, self._template("failed"), with_line=self._with_line()))
         if outcome == "ran":
             self.failure = first_failure
         return outcome
@@ -187,11 +214,3 @@ class Turn:
         yield {"role": "computer", "type": "console", "format": "active_line", "content": None}
         yield {"role": "computer", "type": "console", "end": True}
         return "".join(output)
-
-
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user" and message.get("type", "message") == "message":
-            content = message.get("content")
-            return content if isinstance(content, str) else ""
-    return ""

@@ -1,0 +1,39 @@
+"""Worked examples chosen for the task at hand: from a pool of examples (one or two per kind of task), the ones
+whose request shares the most words with the user's task, the closest last (a small model follows the
+example nearest to the task most).
+"""
+
+from __future__ import annotations
+
+import re
+
+Turns = tuple[tuple[str, str], ...]  # (role, content) messages of one worked example
+
+_WORD = re.compile(r"[a-z0-9]+")
+_COMMON = frozenset(
+    "a an the is are was be of in on to for from with and or it its this that these those what which how many "
+    "much me my i you your please can could would use using there here do does did all any some".split()
+)
+
+
+def words(text: str) -> set[str]:
+    found = set()
+    for word in _WORD.findall(text.lower()):
+        if word in _COMMON:
+            continue
+        found.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)  # files -> file
+    return found
+
+
+def select(pool: tuple[Turns, ...], task: str, count: int) -> list[dict]:
+    """The `count` examples of `pool` closest to `task` (ties: pool order), as messages, the closest last."""
+    if not pool or count <= 0:
+        return []
+    wanted = words(task)
+    scored = []
+    for index, example in enumerate(pool):
+        request = example[0][1] if example else ""
+        shared = len(wanted & words(request))
+        scored.append((shared, -index, example))
+    best = sorted(scored, key=lambda item: (item[0], item[1]), reverse=True)[:count]
+    return [{"role": role, "content": content} for _, _, example in reversed(best) for role, content in example]
