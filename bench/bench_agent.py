@@ -156,36 +156,26 @@ class Harness:
     restart: bool = False  # repairs restate the task with the error (agent.repair_restart)
     repair_temperature: float | None = None
     first_grammar: tuple[str, ...] = ()
-    repair_grammar: str | None = None
     note: str = ""
 
 
 HARNESSES = [
     Harness("oi-baseline", "oi-baseline", preload=False, note="Open Interpreter's own prompt, nothing else"),
     Harness("before", "example-turns", preload=False, note="the local default before issue 10"),
-    Harness("preload", "example-turns", note="+ everyday modules in the kernel"),
-    Harness("repairs-1", "example-turns", max_repairs=1, note="+ preload, at most 1 repair request"),
-    Harness("repairs-2", "example-turns", max_repairs=2, note="+ preload, at most 2 repair requests"),
-    Harness("repairs-3", "example-turns", max_repairs=3, note="+ preload, at most 3 repair requests"),
-    Harness("repairs-2+files", "example-turns", max_repairs=2, check_files=True,
-            note="+ preload, 2 repairs, the asked-for files checked"),
-    Harness("kinds", "kind-examples", note="one worked example per kind of task, + preload"),
-    Harness("kinds+repairs-2+files", "kind-examples", max_repairs=2, check_files=True,
-            note="one worked example per kind, + preload, 2 repairs, the asked-for files checked"),
-    Harness("shell-first", "shell-first", note="as kinds, shell named before python"),
-    Harness("kinds-shell-only", "kind-examples", first_grammar=("shell",), note="experiment: first replies forced to shell"),
-    Harness("kinds+switch-2", "kind-examples", max_repairs=2, check_files=True, restart=True, repair_grammar="switch",
-            note="kinds, 2 repairs restating the task, each constrained to one block in the other language"),
-    Harness("chosen-1", "chosen-1", note="the closest worked example of a Python pool, + preload"),
-    Harness("chosen-2", "chosen-2", note="the two closest worked examples of a Python pool, + preload"),
-    Harness("chosen-2+restart-3-t0.7", "chosen-2", max_repairs=3, check_files=True, restart=True, repair_temperature=0.7,
-            note="chosen-2, 3 repairs restating the task with the error, sampled at 0.7 (seeded)"),
-    Harness("kinds+restart-3", "kind-examples", max_repairs=3, check_files=True, restart=True,
-            note="as kinds+repairs, 3 repairs, each restating the task with the error"),
-    Harness("kinds+restart-3-t0.7", "kind-examples", max_repairs=3, check_files=True, restart=True,
-            repair_temperature=0.7, note="as kinds+restart-3, repair replies sampled at 0.7 (seeded)"),
-    Harness("kinds+repairs-3-t0.7", "kind-examples", max_repairs=3, check_files=True, repair_temperature=0.7,
-            note="as kinds+repairs, 3 repairs, repair replies sampled at 0.7 (seeded)"),
+    Harness("preload", "example-turns", note="+ the everyday modules in the kernel"),
+    Harness("chosen", "chosen-examples", note="+ preload, the two worked examples of a pool closest to the task"),
+    Harness("chosen+grammar", "chosen-examples", first_grammar=("python", "shell"),
+            note="chosen, the first reply constrained to one python or shell block (GBNF grammar)"),
+    Harness("chosen+repairs-2", "chosen-examples", max_repairs=2, check_files=True,
+            note="chosen, at most 2 repair requests after the failed code in the conversation, files checked"),
+    Harness("chosen+restart-1", "chosen-examples", max_repairs=1, check_files=True, restart=True,
+            note="chosen, at most 1 repair restating the task with the error, files checked"),
+    Harness("chosen+restart-2", "chosen-examples", max_repairs=2, check_files=True, restart=True,
+            note="chosen, at most 2 repairs restating the task with the error, files checked"),
+    Harness("chosen+restart-3", "chosen-examples", max_repairs=3, check_files=True, restart=True,
+            note="chosen, at most 3 repairs restating the task with the error, files checked"),
+    Harness("chosen+restart-3-t0.7", "chosen-examples", max_repairs=3, check_files=True, restart=True,
+            repair_temperature=0.7, note="chosen+restart-3, repair replies sampled at 0.7 (a second sample, seeded)"),
 ]
 
 
@@ -198,8 +188,14 @@ class TaskResult:
     last: str  # the model's last message, shortened
 
 
+FAILED_RUN = ("Traceback (most recent call last)", "Error:", "[exit code ", "SyntaxError", "command not found")
+
+
 def task_ok(task: BenchTask, messages: list[dict], folder: Path) -> tuple[bool, bool]:
-    outputs = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "computer" and m.get("type") == "console")
+    """(right output, answered). Right output: the expected text in the output of a run that did not fail (a
+    traceback's "Cell In[3]" is not the answer 3), or the asked-for file holding it."""
+    outputs = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "computer"
+                       and m.get("type") == "console" and not any(mark in str(m.get("content", "")) for mark in FAILED_RUN))
     answers = [m for m in messages if m.get("role") == "assistant" and m.get("type") == "message"]
     answered = bool(answers) and task.expect in answers[-1]["content"]
     ran = task.expect in outputs
@@ -246,7 +242,6 @@ def run_suite(base: str, harness: Harness, tasks: list[BenchTask]) -> dict[str, 
     interpreter.repair_restart = harness.restart
     interpreter.repair_temperature = harness.repair_temperature
     interpreter.first_reply_grammar = harness.first_grammar
-    interpreter.repair_grammar = harness.repair_grammar
     interpreter.llm.max_tokens = TASK_MAX_TOKENS
     results = {}
     home = os.getcwd()
@@ -278,6 +273,13 @@ def run_suite(base: str, harness: Harness, tasks: list[BenchTask]) -> dict[str, 
     return results
 
 
+def harness_settings(harness: Harness) -> dict:
+    """The harness's settings as the agent's attributes (compare: templates.LOCAL_HARNESS)."""
+    return {"max_repairs": harness.max_repairs, "repair_restart": harness.restart,
+            "repair_temperature": harness.repair_temperature, "check_asked_files": harness.check_files,
+            "first_reply_grammar": harness.first_grammar}
+
+
 def score(results: dict[str, TaskResult]) -> tuple[int, int, int]:
     """(whole loop, right output, answered)."""
     values = results.values()
@@ -290,7 +292,7 @@ def cell(result: TaskResult) -> str:
 
 
 def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[str, TaskResult]]]) -> str:
-    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_MAX_REPAIRS
+    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_HARNESS
 
     n = len(tasks)
     lines = [f"#### {title} ({n} tasks)", "",
@@ -306,8 +308,7 @@ def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[s
         figures = " / ".join(f"{score(r)[0]}" for r in rounds)
         identical = all([(x.ran, x.answered, x.last) for x in r.values()] == [(x.ran, x.answered, x.last) for x in first.values()]
                         for r in rounds[1:])
-        default = (harness.prompt == LOCAL_DEFAULT.name and harness.preload and harness.max_repairs == LOCAL_MAX_REPAIRS
-                   and harness.check_files)
+        default = harness.prompt == LOCAL_DEFAULT.name and harness.preload and harness_settings(harness) == LOCAL_HARNESS
         mark = " (local default)" if default else ""
         lines.append(
             f"| {harness.name}{mark} | {both}/{n} (runs: {figures}) | {ran}/{n} | {answered}/{n} | "
@@ -319,7 +320,7 @@ def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[s
               "| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for task in tasks:
         lines.append(f"| {task.name} ({task.kind}) | " + " | ".join(cell(runs[n][0][task.name]) for n in names) + " |")
-    default_name = next((h.name for h in HARNESSES if h.name in runs and "files" in h.name), names[-1])
+    default_name = next((h.name for h in HARNESSES if h.name in runs and h.check_files), names[-1])
     lines += ["", f"The model's last message per task ({default_name}, first run):", ""]
     lines += [f"- {task.name}: {runs[default_name][0][task.name].last!r}" for task in tasks]
     return "\n".join(lines)
@@ -338,7 +339,27 @@ def task_success(base: str, harnesses: list[Harness] | None = None, repeats: int
                 runs[title].setdefault(harness.name, []).append(run_suite(base, harness, tasks))
     notes = "\n".join(f"- {h.name}: {h.note}" for h in (harnesses or HARNESSES))
     tables = "\n\n".join(suite_tables(title, suites[title], runs[title]) for title in suites)
-    return notes + "\n\n" + tables, runs
+    return notes + "\n\n" + tables + "\n\n" + winner(runs), runs
+
+
+def winner(runs: dict[str, dict[str, list]]) -> str:
+    """The harness with the most whole-loop tasks on the untuned suite over all runs (ties: the tuning suite,
+    then the fewer model replies)."""
+    untuned = next((r for title, r in runs.items() if title.startswith("untuned")), None)
+    tuning = next((r for title, r in runs.items() if title.startswith("tuning")), {})
+    if not untuned:
+        return ""
+
+    def key(name: str) -> tuple:
+        def total(rounds: list) -> int:
+            return sum(score(r)[0] for r in rounds)
+
+        replies = sum(x.replies for r in untuned[name] for x in r.values())
+        return total(untuned[name]), total(tuning.get(name, [])), -replies
+
+    best = max(untuned, key=key)
+    return (f"Best on the untuned suite (whole loop summed over its runs; ties: the tuning suite, then fewer model "
+            f"replies): **{best}**.")
 
 
 def run(harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS, overhead: bool = True,

@@ -229,3 +229,12 @@ def test_repair_replies_can_be_sampled_with_a_seed_per_attempt(agent):
     agent.llm.completions = completions
     agent.chat("go", display=False)
     assert seen[:3] == [(0.0, None), (0.7, 1), (0.7, 2)]
+
+
+def test_once_a_restarted_task_works_the_model_reads_it_without_the_note(agent):
+    agent.repair_restart = True
+    scripted = script(agent, "```python\nprint(undefined_thing)\n```", "```python\nprint(2)\n```", "Two.")
+    agent.chat("Print two.", display=False)
+    answer_request = scripted.requests[2]
+    assert answer_request[1]["content"].startswith("Print two.") and "failed" not in answer_request[1]["content"]
+    assert answer_request[2] == {"role": "assistant", "content": "```python\nprint(2)\n```"}

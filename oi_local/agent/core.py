@@ -15,7 +15,7 @@ from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
 from oi_local.agent.templates import (
     DEFAULT_SYSTEM_MESSAGE,
     LOCAL_DEFAULT,
-    LOCAL_MAX_REPAIRS,
+    LOCAL_HARNESS,
     LOOP_BREAKERS,
     LOOP_MESSAGE,
     REPAIR_TEMPLATES,
@@ -90,7 +90,7 @@ class OpenInterpreter:
         self.repair_restart = False  # a repair restates the task with the error instead of continuing after it
         self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
         self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these
-        self.repair_grammar: str | None = None  # "switch": a repair reply is one block in the other language; "any"
+        # (the settings above from max_repairs on: issue 10's harness; LOCAL_HARNESS has the local defaults)
         self.system_message = system_message
         self.example_messages: list[dict] = []  # worked example turns sent after the system message
         self.example_pool: tuple = ()  # worked examples to choose from per task (agent/examples.py)
@@ -163,8 +163,8 @@ class OpenInterpreter:
             self.llm.stop = list(LOCAL_STOP_SEQUENCES)
             self.stop_on_repeated_code = True
             self.max_turns = 6
-            self.max_repairs = LOCAL_MAX_REPAIRS
-            self.check_asked_files = True
+            for name, value in LOCAL_HARNESS.items():
+                setattr(self, name, value)
             self.apply_prompt_variant(LOCAL_DEFAULT)
 
     def apply_prompt_variant(self, variant: PromptVariant) -> None:

@@ -16,24 +16,38 @@ _COMMON = frozenset(
 )
 
 
-def words(text: str) -> set[str]:
-    found = set()
+# Words that ask for the same thing.
+_SAME = {"directory": "folder", "dir": "folder", "make": "create", "list": "show", "display": "show"}
+
+
+def _words(text: str) -> list[str]:
+    found = []
     for word in _WORD.findall(text.lower()):
         if word in _COMMON:
             continue
-        found.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)  # files -> file
+        word = word[:-1] if len(word) > 3 and word.endswith("s") else word  # files -> file
+        found.append(_SAME.get(word, word))
     return found
+
+
+def words(text: str) -> set[str]:
+    return set(_words(text))
+
+
+def _score(task: list[str], request: list[str]) -> int:
+    """Shared words, and one more when both start with the same word (a request's verb says what it wants)."""
+    shared = len(set(task) & set(request))
+    return shared + (1 if task and request and task[0] == request[0] else 0)
 
 
 def select(pool: tuple[Turns, ...], task: str, count: int) -> list[dict]:
     """The `count` examples of `pool` closest to `task` (ties: pool order), as messages, the closest last."""
     if not pool or count <= 0:
         return []
-    wanted = words(task)
+    wanted = _words(task)
     scored = []
     for index, example in enumerate(pool):
         request = example[0][1] if example else ""
-        shared = len(wanted & words(request))
-        scored.append((shared, -index, example))
+        scored.append((_score(wanted, _words(request)), -index, example))
     best = sorted(scored, key=lambda item: (item[0], item[1]), reverse=True)[:count]
     return [{"role": role, "content": content} for _, _, example in reversed(best) for role, content in example]

@@ -16,8 +16,3 @@ def code_block(languages: tuple[str, ...] = ("python", "shell")) -> str:
         f"lang ::= {names}",
         "line ::= [^`\\n]* \"\\n\"",
     ])
-
-
-def other_language(language: str) -> tuple[str, ...]:
-    """The language to try after code in `language` failed."""
-    return ("shell",) if language == "python" else ("python",)

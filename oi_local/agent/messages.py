@@ -132,7 +132,8 @@ def to_llm_messages(lmc: list[dict], system_message: str, templates: Templates) 
             if message.get("restart") and task_at is not None:
                 # the model reads the task again with the note, not its failed attempts (it would copy them)
                 del out[task_at + 1:]
-                asked = fill(templates.user_message_template, task + "\n\n" + str(content or ""))
+                note = "" if message.get("resolved") else "\n\n" + str(content or "")  # no note once it worked
+                asked = fill(templates.user_message_template, task + note)
                 out[task_at] = {"role": "user", "content": task_head + "\n\n" + asked if task_head else asked}
             else:
                 add("user", str(content or ""))

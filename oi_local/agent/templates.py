@@ -1,8 +1,8 @@
 """System messages and message templates: Open Interpreter's defaults, and the variants for small local models.
 
-The local default (LOCAL_DEFAULT) was chosen by bench/bench_agent.py, which runs the bench task suite
-(bench/tasks.py) with the test model under every variant in LOCAL_VARIANTS and reports how many tasks each
-one completes; see bench/RESULTS.md for the figures.
+The local default (LOCAL_DEFAULT, with the harness settings LOCAL_HARNESS) was chosen by bench/bench_agent.py,
+which runs the tuning suite (bench/tasks.py) and the untuned one (bench/tasks_untuned.py) with the test model
+under every harness and reports how many tasks each completes; see bench/RESULTS.md for the figures.
 """
 
 from __future__ import annotations
@@ -78,118 +78,38 @@ OI_BASELINE = PromptVariant(
     notes="Open Interpreter's system message and templates, unchanged.",
 )
 
-_EXAMPLE = """Example.
-User: What is 15 * 4?
-Assistant:
-```python
-print(15 * 4)
-```
-User: Output: 60
-Assistant: 15 * 4 is 60."""
-
-# A short system message with one worked example; the output comes back with a plain instruction to answer.
-WORKED_EXAMPLE = PromptVariant(
-    name="worked-example",
-    system_message=(
-        "You are a helpful assistant that answers by running code on the user's computer.\n"
-        "To run code, reply with exactly one markdown code block, ```python or ```shell, and nothing else. "
-        "The code must print its result. You will then get the output; answer in one short sentence using it.\n\n"
-        + _EXAMPLE
-    ),
-    execution_instructions="",
-    code_output_template="Output: {content}\n\nUsing this output, answer my question in one short sentence.",
-    empty_code_output_template="The code ran and printed nothing. If the task is done, say so in one short sentence.",
-    notes="Short system message with one worked example; output template asks for a one-sentence answer.",
-)
-
-# The worked example, plus the instruction repeated next to the user's last message.
-EXAMPLE_AND_REMINDER = PromptVariant(
-    name="example+reminder",
-    system_message=WORKED_EXAMPLE.system_message,
-    execution_instructions="",
-    user_message_template=(
-        "{content}\n\n(Reply with one ```python or ```shell code block that prints the answer.)"
-    ),
-    code_output_template=WORKED_EXAMPLE.code_output_template,
-    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
-    notes="As worked-example, with a one-line reminder wrapped around the last user message.",
-)
-
 _ANSWER_PROMPT = "Using this output, answer my question in one short sentence."
-
-# The worked examples as real conversation turns (small models imitate turns better than descriptions).
-EXAMPLE_TURNS = PromptVariant(
-    name="example-turns",
-    system_message=(
-        "You are a helpful assistant that answers by running code on the user's computer. "
-        "Reply with exactly one ```python or ```shell code block that prints the answer, and nothing else. "
-        "When you get the output, answer in one short sentence."
-    ),
-    execution_instructions="",
-    user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
-    code_output_template="Output: {content}\n\n" + _ANSWER_PROMPT,
-    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
-    examples=(
-        ("user", "What is 15 * 4?"),
-        ("assistant", "```python\nprint(15 * 4)\n```"),
-        ("user", "Output: 60\n\n" + _ANSWER_PROMPT),
-        ("assistant", "15 * 4 is 60."),
-        ("user", "Show the files in the current folder."),
-        ("assistant", "```shell\nls\n```"),
-        ("user", "Output: report.pdf\ntodo.txt\n\n" + _ANSWER_PROMPT),
-        ("assistant", "The folder holds report.pdf and todo.txt."),
-    ),
-    notes="Short system message; two worked examples (python, shell) as real conversation turns; reminder.",
+_REMINDER = "{content}\n\n(Reply with one ```python or ```shell code block that prints the answer.)"
+_LOCAL_SYSTEM_MESSAGE = (
+    "You are a helpful assistant that answers by running code on the user's computer. "
+    "Reply with exactly one ```python or ```shell code block that prints the answer, and nothing else. "
+    "When you get the output, answer in one short sentence."
 )
+_EMPTY_OUTPUT = "The code ran and printed nothing. If the task is done, say so in one short sentence."
 
 
 def _example(task: str, language: str, code: str, output: str, answer: str) -> tuple[tuple[str, str], ...]:
+    """A worked example as conversation turns: the task, the code, its output, the answer."""
     return (("user", task), ("assistant", f"```{language}\n{code}\n```"),
             ("user", f"Output: {output}\n\n{_ANSWER_PROMPT}"), ("assistant", answer))
 
 
-# One worked example per kind of task (arithmetic, strings, shell, reading, writing files, folders).
-KIND_EXAMPLES = PromptVariant(
-    name="kind-examples",
-    system_message=EXAMPLE_TURNS.system_message,
+# Two fixed worked examples as real conversation turns (small models imitate turns better than descriptions).
+EXAMPLE_TURNS = PromptVariant(
+    name="example-turns",
+    system_message=_LOCAL_SYSTEM_MESSAGE,
     execution_instructions="",
-    user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
-    code_output_template=EXAMPLE_TURNS.code_output_template,
-    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
-    examples=(
-        _example("What is 15 * 4?", "python", "print(15 * 4)", "60", "15 * 4 is 60.")
-        + _example('Replace the spaces in "a b c" with dashes.', "python", 'print("a b c".replace(" ", "-"))', "a-b-c",
-                   "It becomes a-b-c.")
-        + _example("Show the files in the current folder.", "shell", "ls", "report.pdf\ntodo.txt",
-                   "The folder holds report.pdf and todo.txt.")
-        + _example("What does the file todo.txt say?", "shell", "cat todo.txt", "buy milk", "todo.txt says: buy milk.")
-        + _example("Make a file fruit.txt that contains the word apple.", "python",
-                   'with open("fruit.txt", "w") as f:\n    f.write("apple")\nprint(open("fruit.txt").read())', "apple",
-                   "fruit.txt now contains apple.")
-        + _example("Create a folder called photos.", "shell", "mkdir photos\nls -d photos", "photos",
-                   "I created the folder photos.")
-    ),
-    notes="As example-turns, with one worked example for each kind of task (arithmetic, strings, shell, "
-          "reading a file, writing a file, making a folder).",
+    user_message_template=_REMINDER,
+    code_output_template="Output: {content}\n\n" + _ANSWER_PROMPT,
+    empty_code_output_template=_EMPTY_OUTPUT,
+    examples=_example("What is 15 * 4?", "python", "print(15 * 4)", "60", "15 * 4 is 60.")
+    + _example("Show the files in the current folder.", "shell", "ls", "report.pdf\ntodo.txt",
+               "The folder holds report.pdf and todo.txt."),
+    notes="Short system message; two worked examples (python, shell) as real conversation turns; reminder.",
 )
 
-# As kind-examples, shell named first (the test model nearly always picks the first language named).
-SHELL_FIRST = PromptVariant(
-    name="shell-first",
-    system_message=(
-        "You are a helpful assistant that answers by running code on the user's computer. "
-        "Reply with exactly one ```shell or ```python code block that prints the answer, and nothing else. "
-        "When you get the output, answer in one short sentence."
-    ),
-    execution_instructions="",
-    user_message_template="{content}\n\n(Reply with one ```shell or ```python code block that prints the answer.)",
-    code_output_template=EXAMPLE_TURNS.code_output_template,
-    empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
-    examples=KIND_EXAMPLES.examples,
-    notes="As kind-examples, with shell named before python.",
-)
-
-# Worked examples in Python (the test model writes Python whatever it is shown), one or two per kind of task.
+# Worked examples in Python (the test model writes Python whatever it is shown, even in a block forced to be
+# shell), one or two per kind of task of the tuning suite; none names a file or value of a bench task.
 PYTHON_POOL = (
     _example("What is 15 * 4?", "python", "print(15 * 4)", "60", "15 * 4 is 60."),
     _example('Replace the spaces in "a b c" with dashes.', "python", 'print("a b c".replace(" ", "-"))', "a-b-c",
@@ -203,37 +123,38 @@ PYTHON_POOL = (
              "fruit.txt now contains apple."),
     _example("Create a folder called photos.", "python", 'os.mkdir("photos")\nprint(os.listdir())', "['photos']",
              "I created the folder photos."),
+    _example("How many lines does the file log.txt have?", "python", 'print(len(open("log.txt").readlines()))', "12",
+             "log.txt has 12 lines."),
+    _example("What is the product of the numbers from 1 to 5?", "python", "print(math.prod(range(1, 6)))", "120",
+             "The product of the numbers from 1 to 5 is 120."),
 )
 
+# The two examples of the pool closest to the task (agent/examples.py), the closest last.
+CHOSEN_EXAMPLES = PromptVariant(
+    name="chosen-examples",
+    system_message=_LOCAL_SYSTEM_MESSAGE,
+    execution_instructions="",
+    user_message_template=_REMINDER,
+    code_output_template=EXAMPLE_TURNS.code_output_template,
+    empty_code_output_template=_EMPTY_OUTPUT,
+    example_pool=PYTHON_POOL,
+    examples_per_task=2,
+    notes="Short system message; the two worked examples of a Python pool (one per kind) closest to the task.",
+)
 
-def _chosen(name: str, count: int, notes: str) -> PromptVariant:
-    return PromptVariant(
-        name=name,
-        system_message=EXAMPLE_TURNS.system_message,
-        execution_instructions="",
-        user_message_template=EXAMPLE_AND_REMINDER.user_message_template,
-        code_output_template=EXAMPLE_TURNS.code_output_template,
-        empty_code_output_template=WORKED_EXAMPLE.empty_code_output_template,
-        example_pool=PYTHON_POOL,
-        examples_per_task=count,
-        notes=notes,
-    )
+# The variants bench/bench_agent.py compares. Measured and dropped (bench/RESULTS.md has the figures): one
+# worked example in the system message, the same with a reminder, one fixed example per kind (shell for files
+# and folders), shell named first, 1 or 3 chosen examples, the two fixed examples plus one chosen.
+LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_TURNS, CHOSEN_EXAMPLES)}
 
+# Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct on both suites; bench/RESULTS.md).
+LOCAL_DEFAULT = CHOSEN_EXAMPLES
 
-CHOSEN_1 = _chosen("chosen-1", 1, "The one worked example (of a Python pool, one per kind) closest to the task.")
-CHOSEN_2 = _chosen("chosen-2", 2, "The two worked examples (of a Python pool, one per kind) closest to the task.")
-
-# The variants bench/bench_agent.py compares. WORKED_EXAMPLE alone was measured too and dropped from the
-# bench: 1/12 tasks, no better than the baseline (2026-11-22, SmolLM2-135M, bench/tasks.py).
-LOCAL_VARIANTS: dict[str, PromptVariant] = {
-    v.name: v for v in (OI_BASELINE, EXAMPLE_AND_REMINDER, EXAMPLE_TURNS, KIND_EXAMPLES, SHELL_FIRST,
-                       CHOSEN_1, CHOSEN_2)
+# The harness settings of the local defaults (attributes of OpenInterpreter), chosen the same way.
+LOCAL_HARNESS: dict = {
+    "max_repairs": 2,  # N: repair requests per chat() call
+    "repair_restart": True,  # a repair restates the task with the error (the model copies code it sees)
+    "repair_temperature": None,  # repair replies at the model's temperature (sampling at 0.7 did not win)
+    "check_asked_files": True,
+    "first_reply_grammar": (),  # the envelope grammar did not win: off
 }
-
-# Chosen by measurement (bench/bench_agent.py, SmolLM2-135M-Instruct, 12 tasks, 2026-11-22) on the whole
-# loop, a task done with the right output AND answered with it: example-turns 6/12, example+reminder 1/12,
-# Open Interpreter's own prompt 1/12 (right output alone: 6, 7 and 1; worked-example alone: 1).
-LOCAL_DEFAULT = EXAMPLE_TURNS
-
-# Repair requests per task with the local defaults (measured: bench/bench_agent.py).
-LOCAL_MAX_REPAIRS = 2

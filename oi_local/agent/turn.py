@@ -80,17 +80,14 @@ class Turn:
         return templates["restart"] if self.agent.repair_restart and name != "missing" else templates[name]
 
     def _reply_overrides(self) -> dict | None:
-        """A repair reply may be sampled (its own temperature, a seed per attempt: repeatable) and, on a
-        llama.cpp-family server, constrained to one code block (in the other language: repair_grammar "switch")."""
+        """A repair reply may be sampled (its own temperature, a seed per attempt: repeatable); a task's first
+        reply may be constrained to one code block (a GBNF grammar, for llama.cpp-family servers)."""
         agent = self.agent
         overrides: dict = {}
         if self.repairing and agent.repair_temperature is not None:
             overrides.update(temperature=agent.repair_temperature, seed=self.repairs)
         if self.replies == 1 and agent.first_reply_grammar:
             overrides["grammar"] = grammar.code_block(tuple(agent.first_reply_grammar))
-        if self.repairing and agent.repair_grammar and self.failure is not None:
-            languages = grammar.other_language(self.failure.language) if agent.repair_grammar == "switch" else ("python", "shell")
-            overrides["grammar"] = grammar.code_block(languages)
         return overrides or None
 
     def _asked_again(self, reply: list[dict], outcome: str) -> bool:
@@ -171,7 +168,17 @@ class Turn:
                     self._ask(repair.request(failure, output, self._template("failed"), with_line=self._with_line()))
         if outcome == "ran":
             self.failure = first_failure
+            if first_failure is None:
+                self._resolve_restarts()
         return outcome
+
+    def _resolve_restarts(self) -> None:
+        """The code works now: the model reads the task as it was, its good code and the output (no note)."""
+        for message in reversed(self.agent.messages):
+            if message.get("role") == "user" and message.get("type", "message") == "message":
+                break
+            if message.get("format") == REPAIR_FORMAT and message.get("restart"):
+                message["resolved"] = True
 
     def _run_code(self, code_message: dict) -> Iterator[dict]:
         """Confirm, run and record one block; returns its output text."""
