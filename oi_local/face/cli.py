@@ -6,10 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from oi_local import __version__
+from oi_local import __version__, providers
 from oi_local.errors import OiLocalError
 
-PROVIDERS = ("llamacpp", "llamafile", "ollama", "lmstudio", "jan", "custom")
 SUBCOMMANDS = ("hardware", "models", "serve")
 
 
@@ -25,7 +24,7 @@ def _chat_parser() -> argparse.ArgumentParser:
     local = p.add_argument_group("local models")
     local.add_argument("-l", "--local", action="store_true", help="run the local explorer: pick a provider and a model, then chat")
     local.add_argument("--local_models", action="store_true", help="manage downloaded models")
-    local.add_argument("--provider", choices=PROVIDERS, help="with --local: the provider, skipping the menu")
+    local.add_argument("--provider", choices=providers.names(), help="with --local: the provider, skipping the menu")
     local.add_argument("--fresh_server", action="store_true", help="start a new server even if a matching one is running")
 
     model = p.add_argument_group("model settings")

@@ -12,9 +12,10 @@ import copy
 import sys
 from typing import Any
 
-from oi_local import env
+from oi_local import env, providers
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths, app_paths
+from oi_local.providers.base import ProviderContext
 
 # Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
 ENDPOINT_FLAGS = ("model", "api_base", "api_key")
@@ -23,12 +24,20 @@ ENDPOINT_FLAGS = ("model", "api_base", "api_key")
 def missing_flags(args: argparse.Namespace) -> list[str]:
     missing = []
     if not args.provider:
-        missing.append("--provider {llamacpp,llamafile,ollama,lmstudio,jan,custom}")
+        missing.append(f"--provider {{{','.join(providers.names())}}}")
     if not args.model:
         missing.append("--model ID|PATH")
-    if args.provider == "custom" and not args.api_base:
+    if args.provider and providers.get(args.provider).needs_url and not args.api_base:
         missing.append("--api_base URL")
     return missing
+
+
+def provider_context(args: argparse.Namespace, paths: AppPaths) -> ProviderContext:
+    """What the flags say about the endpoint, for the providers."""
+    return ProviderContext(
+        paths=paths, api_base=args.api_base, api_key=args.api_key, fresh_server=bool(args.fresh_server),
+        context_window=args.context_window, max_tokens=args.max_tokens, start_server=True,
+    )
 
 
 def has_terminal() -> bool:
@@ -42,22 +51,19 @@ def run(args: argparse.Namespace) -> int:
     if missing and not has_terminal():
         raise OiLocalError(
             "`interpreter --local` needs a terminal for its menus, and without one these flags are missing: "
-            f"{', '.join(missing)}. For example: interpreter --local --provider llamacpp --model smollm2-135m -y "
-            '"your task".'
+            f"{', '.join(missing)}. For example: interpreter --local --provider {providers.DEFAULT} --model smollm2-135m "
+            '-y "your task".'
         )
     server = None
+    context = provider_context(args, paths)
     try:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
 
-            endpoint, server = prepare_endpoint(
-                args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
-                fresh_server=bool(args.fresh_server), context_window=args.context_window,
-                max_tokens=args.max_tokens, start_ollama=True,
-            )
+            endpoint, server = prepare_endpoint(args.provider, args.model, context)
             remember(paths, args.provider, args.model, args.api_base)
         else:
-            picked = _explore(args, paths)
+            picked = _explore(args, context)
             if picked is None:
                 return 0
             endpoint, server = picked.endpoint, picked.server
@@ -72,15 +78,11 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _explore(args: argparse.Namespace, paths: AppPaths):
+def _explore(args: argparse.Namespace, context: ProviderContext):
     from oi_local.face import explorer, last_choice
 
     try:
-        return explorer.explore(
-            paths, last=last_choice.load(paths.config), provider=args.provider, api_base=args.api_base,
-            api_key=args.api_key, fresh_server=bool(args.fresh_server), context_window=args.context_window,
-            max_tokens=args.max_tokens,
-        )
+        return explorer.explore(context, last=last_choice.load(context.paths.config), provider=args.provider)
     except explorer.Cancelled:
         print("Cancelled.", file=sys.stderr)
         return None
@@ -89,7 +91,8 @@ def _explore(args: argparse.Namespace, paths: AppPaths):
 def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | None) -> None:
     from oi_local.face import last_choice
 
-    last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
+    kept_url = api_base if providers.get(provider).needs_url else None
+    last_choice.save(paths.config, last_choice.LastChoice(provider, model, kept_url))
 
 
 def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:

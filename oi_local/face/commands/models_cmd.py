@@ -97,8 +97,7 @@ def _catalog_entry(store, model_id: str):
 
     entry = catalog.find(store.catalog, model_id)
     if entry is None:
-        close = [e.id for e in store.catalog if model_id.lower() in e.id.lower()][:5]
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = catalog.did_you_mean(model_id, (e.id for e in store.catalog))
         raise OiLocalError(f"{model_id!r} is not in the model catalog.{hint} `oi-local models list --all` shows "
                            "every catalog model and whether it fits this machine.")
     return entry
@@ -253,7 +252,7 @@ def interactive(args: argparse.Namespace) -> int:
 
 def _ask(question):
     """Ask; None when the user presses Escape or Ctrl-C."""
-    from oi_local.face.explorer import escape_answers
+    from oi_local.face.menus import escape_answers
 
     escape_answers(question, None)
     try:
