@@ -25,6 +25,7 @@ START_SERVER = "__oi_start_server__"
 DOWNLOAD = "__oi_download__"
 IMPORT = "__oi_import__"
 TYPE_ID = "__oi_type_id__"
+OTHER_URL = "__oi_other_url__"
 
 
 @dataclass
@@ -119,8 +120,9 @@ def provider_menu(statuses: dict[str, ProviderStatus], default: str) -> str:
 # --- model menus ---------------------------------------------------------------------------------------------
 
 
-def _not_running(status: ProviderStatus, provider: Provider | None = None) -> str:
-    """Say why the provider is not usable and what to do; TRY_AGAIN, START_SERVER (when offered) or BACK."""
+def _not_running(status: ProviderStatus, provider: Provider | None = None, *, other_url: bool = False) -> str:
+    """Say why the provider is not usable and what to do: TRY_AGAIN, START_SERVER (when `provider` can start
+    it), OTHER_URL (when asked for) or BACK."""
     import questionary
 
     say("")
@@ -129,7 +131,10 @@ def _not_running(status: ProviderStatus, provider: Provider | None = None) -> st
     choices = []
     if provider is not None:
         choices.append(questionary.Choice(f"Start `{provider.start_command}` now (stopped when you exit)", value=START_SERVER))
-    choices += [questionary.Choice("Try again", value=TRY_AGAIN), questionary.Choice("Back", value=BACK)]
+    choices.append(questionary.Choice("Try again", value=TRY_AGAIN))
+    if other_url:
+        choices.append(questionary.Choice("Type another URL…", value=OTHER_URL))
+    choices.append(questionary.Choice("Back", value=BACK))
     return select("What now?", choices, default=choices[0].value)
 
 
@@ -197,9 +202,8 @@ def _builtin_model(provider, ctx: ProviderContext, last: LastChoice | None) -> s
         return picked
 
 
-def _ask_url(provider: Provider, last: LastChoice | None) -> str:
-    """The server's address, typed fresh; last time's address is offered (Enter takes it), never pre-filled."""
-    offered = last.api_base if last is not None and last.provider == provider.name and last.api_base else None
+def _ask_url(provider: Provider, offered: str | None) -> str:
+    """The server's address, typed fresh; `offered` (last time's) is taken on Enter, never pre-filled."""
 
     def check(typed: str) -> bool | str:
         try:
@@ -218,7 +222,7 @@ def _server_model(provider: Provider, ctx: ProviderContext, last: LastChoice | N
     import questionary
 
     if provider.needs_url and not ctx.api_base:
-        url = _ask_url(provider, last)
+        url = _ask_url(provider, last.api_base if last is not None and last.provider == provider.name else None)
         if url == BACK:
             return BACK
         ctx = dataclasses.replace(ctx, api_base=url)
@@ -233,9 +237,12 @@ def _server_model(provider: Provider, ctx: ProviderContext, last: LastChoice | N
         status = provider.detect(dataclasses.replace(ctx, timeout=TIMEOUTS.provider_check))
         if not status.running:
             can_start = provider.can_start and status.installed and started is None
-            what = _not_running(status, provider if can_start else None)
+            what = _not_running(status, provider if can_start else None, other_url=provider.needs_url)
             if what == BACK:
                 return back()
+            if what == OTHER_URL:
+                url = _ask_url(provider, None)
+                ctx = ctx if url == BACK else dataclasses.replace(ctx, api_base=url)
             if what == START_SERVER:
                 try:
                     started = provider.start_server(ctx)
