@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from oi_local import env
-from oi_local.providers.base import find_program, keyword_api
+from oi_local.providers.base import keyword_api
 from oi_local.providers.openai_compat import OpenAIServer
-
-APP_LOCATIONS = (
-    Path("/Applications/Jan.app"),
-    Path("~/.local/share/Jan").expanduser(),
-    Path("~/jan").expanduser(),
-)
 
 
 class Jan(OpenAIServer):
@@ -23,6 +15,8 @@ class Jan(OpenAIServer):
     url_variable = env.JAN_API_BASE
     key_variable = env.JAN_API_KEY
     load_verb = "Start"
+    programs = ("jan", "Jan")
+    app_locations = ("/Applications/Jan.app", "~/.local/share/Jan", "~/jan")
     # From the seed (language-models/local-models/janai.mdx), plus the API key newer Jan versions ask for.
     steps = (
         "Install the Jan desktop application from https://jan.ai/.",
@@ -31,9 +25,6 @@ class Jan(OpenAIServer):
         'Settings → Advanced (or Local API Server): turn on "Enable API Server", and note its API key.',
         f"Set the key in the environment ({env.JAN_API_KEY.name}=...) or type it when asked.",
     )
-
-    def installed(self) -> bool:
-        return find_program("jan") is not None or find_program("Jan") is not None or any(p.exists() for p in APP_LOCATIONS)
 
 
 PROVIDER = Jan()

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from oi_local import env
 from oi_local.env import TIMEOUTS
-from oi_local.providers.base import ServerModels, find_program, http_json, keyword_api
+from oi_local.providers.base import ServerModels, http_json, keyword_api
 from oi_local.providers.openai_compat import OpenAIServer
-
-APP_LOCATIONS = (
-    Path("/Applications/LM Studio.app"),
-    Path("~/.lmstudio/bin/lms").expanduser(),
-    Path("~/.cache/lm-studio/bin/lms").expanduser(),
-)
 
 
 class LMStudio(OpenAIServer):
@@ -21,6 +13,8 @@ class LMStudio(OpenAIServer):
     title = "LM Studio"
     server_title = "LM Studio's server"
     url_variable = env.LMSTUDIO_API_BASE
+    programs = ("lms",)
+    app_locations = ("/Applications/LM Studio.app", "~/.lmstudio/bin/lms", "~/.cache/lm-studio/bin/lms")
     # From the seed (language-models/local-models/lm-studio.mdx).
     steps = (
         "Download https://lmstudio.ai/ then start it.",
@@ -28,9 +22,6 @@ class LMStudio(OpenAIServer):
         "Click the ↔️ button on the left (below 💬).",
         "Select your model at the top, then click Start Server.",
     )
-
-    def installed(self) -> bool:
-        return find_program("lms") is not None or any(p.exists() for p in APP_LOCATIONS)
 
     def server_models(self, url: str, api_key: str | None, timeout: float = TIMEOUTS.server_models) -> ServerModels:
         models = super().server_models(url, api_key, timeout)

@@ -6,6 +6,8 @@ agent an Endpoint. Each subclass says where its server usually is, how to start 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from oi_local import env
 from oi_local.endpoint import Endpoint
 from oi_local.env import TIMEOUTS
@@ -18,6 +20,7 @@ from oi_local.providers.base import (
     ProviderStatus,
     Served,
     ServerModels,
+    find_program,
     normalize_base_url,
     openai_models,
 )
@@ -104,8 +107,13 @@ class OpenAIServer(Provider):
     def key(self, ctx: ProviderContext) -> str | None:
         return ctx.api_key or (env.get(self.key_variable) if self.key_variable else None)
 
+    programs: tuple[str, ...] = ()  # its command-line programs: any on PATH means it is installed
+    app_locations: tuple[str, ...] = ()  # where its app is installed (~ allowed)
+
     def installed(self) -> bool:
-        return False
+        return any(find_program(name) is not None for name in self.programs) or any(
+            Path(place).expanduser().exists() for place in self.app_locations
+        )
 
     def detect(self, ctx: ProviderContext) -> ProviderStatus:
         url = self.base_url(ctx)
