@@ -8,7 +8,6 @@ and what was expected, so a typo in a user's catalog is a one-line fix rather th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,18 +105,6 @@ def smallest(entries: list[CatalogEntry]) -> CatalogEntry | None:
     if marked:
         return marked[-1]
     return min(entries, key=lambda e: e.size_bytes, default=None)
-
-
-def did_you_mean(typed: str, ids: Iterable[str], *, limit: int = 5) -> str:
-    """" Did you mean: a, b?" for the ids that contain what was typed or are spelled nearly like it; else ""."""
-    import difflib
-
-    known = list(dict.fromkeys(ids))
-    lowered = typed.lower()
-    containing = [i for i in known if lowered and lowered in i.lower()]
-    similar = difflib.get_close_matches(typed, known, n=limit, cutoff=0.6)
-    close = list(dict.fromkeys(containing + similar))[:limit]
-    return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
 # --- reading YAML with line numbers -------------------------------------------------------------------

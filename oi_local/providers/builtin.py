@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oi_local import env
-from oi_local.errors import OiLocalError
+from oi_local.errors import OiLocalError, did_you_mean
 from oi_local.files import format_bytes
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.providers.base import ModelChoice, Provider, ProviderContext, Served
@@ -125,7 +125,7 @@ def _from_store(model: str, fmt: str | None, store, entries, *, progress: bool, 
     formats = SUFFIX if fmt is None else {fmt: SUFFIX[fmt]}
     known = sorted({m.id for m in store.list() if m.format in formats} | {e.id for e in entries if e.format in formats})
     raise OiLocalError(
-        f"No model called '{model}' on disk or in the catalog.{catalog.did_you_mean(model, known)} Pass a catalog id "
+        f"No model called '{model}' on disk or in the catalog.{did_you_mean(model, known)} Pass a catalog id "
         f"(one of: {', '.join(known) or 'none'}), a model you imported, or the path to a "
         f"{' or '.join(formats.values())} file."
     )

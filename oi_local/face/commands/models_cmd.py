@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from oi_local.errors import OiLocalError
+from oi_local.errors import OiLocalError, did_you_mean
 from oi_local.machine.paths import AppPaths, app_paths
 
 
@@ -97,7 +97,7 @@ def _catalog_entry(store, model_id: str):
 
     entry = catalog.find(store.catalog, model_id)
     if entry is None:
-        hint = catalog.did_you_mean(model_id, (e.id for e in store.catalog))
+        hint = did_you_mean(model_id, (e.id for e in store.catalog))
         raise OiLocalError(f"{model_id!r} is not in the model catalog.{hint} `oi-local models list --all` shows "
                            "every catalog model and whether it fits this machine.")
     return entry
