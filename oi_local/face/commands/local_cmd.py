@@ -7,20 +7,19 @@ stopped when this command ends.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
 from typing import Any
 
 from oi_local import env
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 
-# Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
-ENDPOINT_FLAGS = ("model", "api_base", "api_key")
+# Settings that name the endpoint: they configure the server, never the agent's litellm settings directly.
+ENDPOINT_SETTINGS = ("llm.model", "llm.api_base", "llm.api_key")
 
 
-def missing_flags(args: argparse.Namespace) -> list[str]:
+def missing_flags(args: Invocation) -> list[str]:
     missing = []
     if not args.provider:
         missing.append("--provider {llamacpp,llamafile,ollama,lmstudio,jan,custom}")
@@ -35,7 +34,7 @@ def has_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     env.apply_offline()
     paths = app_paths().ensure()
     missing = missing_flags(args)
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _explore(args: argparse.Namespace, paths: AppPaths):
+def _explore(args: Invocation, paths: AppPaths):
     from oi_local.face import explorer, last_choice
 
     try:
@@ -92,21 +91,16 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
     last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
 
 
-def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
+def build_interpreter(endpoint, invocation: Invocation, paths: AppPaths) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
     from oi_local.agent.core import OpenInterpreter
     from oi_local.face.commands import chat_cmd
 
     interpreter = OpenInterpreter()
     interpreter.configure_for(endpoint)
-    flags = copy.copy(args)
-    for name in ENDPOINT_FLAGS:
-        setattr(flags, name, None)
-    interpreter, profile = chat_cmd.build_interpreter(flags, paths, default_profile="local", interpreter=interpreter)
-    from oi_local.face import profiles
-
-    for name, value in profiles.terminal_settings(profile, args).items():
-        setattr(args, name, value)
+    interpreter, _profile = chat_cmd.build_interpreter(
+        invocation, paths, default_profile="local", interpreter=interpreter, skip=ENDPOINT_SETTINGS
+    )
     return interpreter
 
 

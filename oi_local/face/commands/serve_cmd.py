@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from oi_local.endpoint import is_loopback
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.models.fit import Fit
 
@@ -89,7 +89,7 @@ def examples(endpoint) -> tuple[str, str]:
     return curl, python
 
 
-def start(choice: ModelChoice, fit: Fit, args: argparse.Namespace, paths: AppPaths):
+def start(choice: ModelChoice, fit: Fit, args: Invocation, paths: AppPaths):
     runner = args.runner or ("llamafile" if choice.format == "llamafile" else "llamacpp")
     common = dict(paths=paths, model_id=choice.model_id, port=args.port, host=args.host, api_key=args.api_key,
                   reuse=not args.fresh_server, progress=sys.stderr.isatty())
@@ -127,7 +127,7 @@ def print_endpoint(console, server, fit: Fit) -> None:
     console.print(python, markup=False, highlight=False, soft_wrap=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     from rich.console import Console
 
     console = Console()
