@@ -7,6 +7,8 @@ The settings' flags come from oi_local.settings; a parsed command line leaves th
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +33,10 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}. Run `{self.prog} --help` to see what it takes.")
+
+    def print_help(self, file=None) -> None:
+        # argparse drops write errors of its help; a closed pipe must reach main like any other output's
+        (file or sys.stdout).write(self.format_help())
 
 
 def _chat_parser(prog: str = CHAT_PROG) -> argparse.ArgumentParser:
@@ -120,7 +126,8 @@ def parse(argv: Sequence[str], prog: str = CHAT_PROG) -> Invocation:
     """Read a command line into an Invocation, every setting checked against its declaration (a bad value
     is a SettingError here, before anything starts). `prog`: the program the user ran."""
     argv = list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
+    wants_subcommands = prog == SUBCOMMAND_PROG and argv[:1] in (["-h"], ["--help"])
+    if (argv and argv[0] in SUBCOMMANDS) or wants_subcommands:
         parsed = vars(_subcommand_parser().parse_args(argv))
         command, kind = parsed.pop("command"), settings.SERVE if argv[0] == "serve" else None
     else:
@@ -155,10 +162,40 @@ def dispatch(invocation: Invocation) -> int:
     return chat_cmd.run(invocation)
 
 
+def _stdout_closed() -> int:
+    """The reader of our output went away (`... | head`): stop quietly, as a program stopped by SIGPIPE looks
+    to its shell, and send what is still buffered nowhere instead of into a traceback at Python's exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 128 + signal.SIGPIPE
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     prog = prog or program_name(sys.argv[0])
+    started_on_devnull = _stdout_is_devnull()
     try:
-        return dispatch(parse(sys.argv[1:] if argv is None else argv, prog))
+        try:
+            return dispatch(parse(sys.argv[1:] if argv is None else argv, prog))
+        finally:
+            sys.stdout.flush()  # here a closed pipe is caught below, at Python's exit it is a traceback
+    except BrokenPipeError:
+        return _stdout_closed()
+    except SystemExit as exit:
+        # rich meets a closed pipe the same way (stdout onto /dev/null), then exits with 1: say it alike
+        if exit.code == 1 and not started_on_devnull and _stdout_is_devnull():
+            return _stdout_closed()
+        raise
     except OiLocalError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
