@@ -53,12 +53,12 @@ def test_every_provider_module_is_in_the_registry():
     assert defined == set(providers.names())
 
 
-def test_cli_provider_choices_are_the_registry(capsys):
+def test_cli_provider_choices_are_the_registry():
     for name in providers.names():
         assert cli.parse(["--local", "--provider", name]).provider == name
-    with pytest.raises(SystemExit):
+    with pytest.raises(cli.UsageError) as refusal:
         cli.parse(["--local", "--provider", "no-such-provider"])
-    refused = capsys.readouterr().err
+    refused = str(refusal.value)
     assert "invalid choice" in refused
     assert all(f"'{name}'" in refused for name in providers.names())
 

@@ -13,14 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from oi_local import settings as declared
+from oi_local.agent.templates import DEFAULT_EXECUTION_INSTRUCTIONS  # noqa: F401 (its old home)
 from oi_local.endpoint import is_local_url
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
-
-DEFAULT_EXECUTION_INSTRUCTIONS = (
-    "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
-    "You will receive the output. Use any programming language."
-)
 
 # Text that only shows up when a server renders a chat template's special tokens as plain text (a template
 # mismatch): without these the model goes on to write the user's next turn itself.
@@ -238,17 +235,12 @@ def litellm_completions(**params: Any) -> Iterator[Any]:
 class Llm:
     """Settings named as in the seed (`interpreter.llm.*`) and `run(messages)`, which streams the reply text."""
 
-    def __init__(self) -> None:
-        self.model: str = "gpt-4o"
-        self.temperature: float = 0.0
-        self.context_window: int | None = None
-        self.max_tokens: int | None = None
-        self.api_base: str | None = None
-        self.api_key: str | None = None
-        self.api_version: str | None = None
-        self.supports_functions: bool = False  # code always travels as markdown blocks (see core)
-        self.supports_vision: bool = False
-        self.execution_instructions: str | bool = DEFAULT_EXECUTION_INSTRUCTIONS
+    def __init__(self, **settings: Any) -> None:
+        """The llm.* settings of oi_local.settings (model, temperature, context_window, ...), each its declared
+        default unless given: `Llm(model="openai/x")`. supports_functions is off by default: code travels as
+        markdown blocks (see core)."""
+        for name, value in declared.initial_values("llm", settings, caller="Llm").items():
+            setattr(self, name, value)
         self.completions: Callable[..., Iterable[Any]] = litellm_completions
         self.stop: list[str] | None = None
         self.max_output: int | None = None  # the settings page also names it here; wins over interpreter.max_output

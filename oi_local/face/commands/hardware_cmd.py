@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from oi_local.face.invocation import Invocation
 from oi_local.machine import hardware
 from oi_local.machine.paths import app_paths
 
@@ -15,7 +15,7 @@ def _size(n: int | None) -> str:
     return f"{n / 1024**3:.1f} GiB"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     hw = hardware.probe(app_paths().models)
     if getattr(args, "json", False):
         print(json.dumps(hardware.to_dict(hw), indent=2))

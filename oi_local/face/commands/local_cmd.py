@@ -7,21 +7,20 @@ stopped when this command ends.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
 from typing import Any
 
 from oi_local import env, providers
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.providers.base import ProviderContext
 
-# Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
-ENDPOINT_FLAGS = ("model", "api_base", "api_key")
+# Settings that name the endpoint: they configure the server, never the agent's litellm settings directly.
+ENDPOINT_SETTINGS = ("llm.model", "llm.api_base", "llm.api_key")
 
 
-def missing_flags(args: argparse.Namespace) -> list[str]:
+def missing_flags(args: Invocation) -> list[str]:
     missing = []
     if not args.provider:
         missing.append(f"--provider {{{','.join(providers.names())}}}")
@@ -32,7 +31,7 @@ def missing_flags(args: argparse.Namespace) -> list[str]:
     return missing
 
 
-def provider_context(args: argparse.Namespace, paths: AppPaths) -> ProviderContext:
+def provider_context(args: Invocation, paths: AppPaths) -> ProviderContext:
     """What the flags say about the endpoint, for the providers."""
     return ProviderContext(
         paths=paths, api_base=args.api_base, api_key=args.api_key, fresh_server=bool(args.fresh_server),
@@ -44,7 +43,7 @@ def has_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     env.apply_offline()
     paths = app_paths().ensure()
     missing = missing_flags(args)
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _explore(args: argparse.Namespace, context: ProviderContext):
+def _explore(args: Invocation, context: ProviderContext):
     from oi_local.face import explorer, last_choice
 
     try:
@@ -95,21 +94,16 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
     last_choice.save(paths.config, last_choice.LastChoice(provider, model, kept_url))
 
 
-def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths) -> Any:
+def build_interpreter(endpoint, invocation: Invocation, paths: AppPaths) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
     from oi_local.agent.core import OpenInterpreter
     from oi_local.face.commands import chat_cmd
 
     interpreter = OpenInterpreter()
     interpreter.configure_for(endpoint)
-    flags = copy.copy(args)
-    for name in ENDPOINT_FLAGS:
-        setattr(flags, name, None)
-    interpreter, profile = chat_cmd.build_interpreter(flags, paths, default_profile="local", interpreter=interpreter)
-    from oi_local.face import profiles
-
-    for name, value in profiles.terminal_settings(profile, args).items():
-        setattr(args, name, value)
+    interpreter, _profile = chat_cmd.build_interpreter(
+        invocation, paths, default_profile="local", interpreter=interpreter, skip=ENDPOINT_SETTINGS
+    )
     return interpreter
 
 

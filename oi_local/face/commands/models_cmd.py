@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 from oi_local.errors import OiLocalError, did_you_mean
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 
 
@@ -22,7 +22,7 @@ def open_store(paths: AppPaths):
 # ---- without menus ---------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     paths = app_paths()
     store = open_store(paths)
     as_json = getattr(args, "json", False)
@@ -222,7 +222,7 @@ MENU = (
 )
 
 
-def interactive(args: argparse.Namespace) -> int:
+def interactive(args: Invocation) -> int:
     """A menu over the store; Escape goes back (or leaves at the top), Ctrl-C leaves."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise OiLocalError("`interpreter --local_models` is an interactive menu and needs a terminal. In scripts use "

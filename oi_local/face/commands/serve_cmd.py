@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 from oi_local import providers
 from oi_local.endpoint import is_loopback
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.models.fit import Fit
 from oi_local.providers import builtin
@@ -61,7 +61,7 @@ def print_endpoint(console, server, fit: Fit) -> None:
     console.print(python, markup=False, highlight=False, soft_wrap=True)
 
 
-def serve_context(args: argparse.Namespace, paths: AppPaths) -> ProviderContext:
+def serve_context(args: Invocation, paths: AppPaths) -> ProviderContext:
     """The flags as the built-in providers take them."""
     return ProviderContext(
         paths=paths, fresh_server=bool(args.fresh_server), progress=sys.stderr.isatty(),
@@ -81,7 +81,7 @@ def provider_for(resolved, runner: str | None):
     return chosen
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     from rich.console import Console
 
     console = Console()
