@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import time
 from pathlib import Path
 
 from oi_local.computer.languages.piped_process import send_signal
@@ -33,11 +34,9 @@ _BACKGROUND = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGQUIT - 1))
 
 
 def uptime() -> float:
-    """Seconds since boot on the clock /proc gives process start times in (0.0 where it cannot be read)."""
-    try:
-        return float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    """Seconds since boot on the clock /proc gives process start times in (CLOCK_BOOTTIME; 0.0 elsewhere)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else 0.0
 
 
 def interrupt_run(shell_pid: int, run_began: float) -> None:
