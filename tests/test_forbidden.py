@@ -172,6 +172,8 @@ ALLOWED_SHELL = [
     "chown -R $USER ~/project",
     "chown -R me ~",
     "chmod 644 /etc/hosts.bak",
+    "sudo chown -R $(whoami) /usr/local",
+    "sudo chown -R www-data /var/lib/myapp /srv/www",
     "mv ~/a.txt ~/b.txt",
     "rmdir /tmp/empty",
     "command -v rm",

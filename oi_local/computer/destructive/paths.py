@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from dataclasses import dataclass
 
 SYSTEM_FOLDERS = frozenset({
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc", "/root",
@@ -37,8 +38,29 @@ def is_block_device(path: str) -> bool:
     return BLOCK_DEVICE.fullmatch(posixpath.normpath(path)) is not None
 
 
-def protected(word: str, cwd: str | None = None) -> str | None:
-    """What `word` (a path as written) would hit, when that is one of the protected places; else None."""
+@dataclass(frozen=True)
+class Place:
+    """A protected place a path hits: `path` (the folder), its kind ("root", "home" or "system"), and
+    whether the path means everything in it (a glob) rather than the folder itself."""
+
+    path: str
+    kind: str
+    everything: bool = False
+
+    def __str__(self) -> str:
+        name = {"root": "/ (the whole machine)", "home": f"the home folder {self.path}"}.get(
+            self.kind, f"the system folder {self.path}"
+        )
+        return f"everything in {name}" if self.everything else name
+
+    @property
+    def top_level(self) -> bool:
+        """/ or a folder right under it (not /usr/local, /var/lib or a user's home)."""
+        return self.kind == "root" or (self.kind == "system" and posixpath.dirname(self.path) == "/")
+
+
+def protected(word: str, cwd: str | None = None) -> Place | None:
+    """The protected place `word` (a path as written) would hit, or None."""
     path = resolve(word, cwd)
     if path is None:
         return None
@@ -52,7 +74,7 @@ def protected(word: str, cwd: str | None = None) -> str | None:
         return None
     broad = _GLOB.sub("", re.sub(r"\[[^]]*\]", "", parts[glob_at])).strip(".") == ""
     if parent == "/" or broad:
-        return f"everything in {place}"
+        return Place(place.path, place.kind, everything=True)
     return None
 
 
@@ -72,11 +94,11 @@ def resolve(word: str, cwd: str | None) -> str | None:
     return posixpath.normpath("/" + text.lstrip("/"))
 
 
-def _place(path: str) -> str | None:
+def _place(path: str) -> Place | None:
     if path == "/":
-        return "/ (the whole machine)"
+        return Place(path, "root")
     if path == home() or posixpath.dirname(path) in HOME_PARENTS:
-        return f"the home folder {path}"
+        return Place(path, "home")
     if path in SYSTEM_FOLDERS or posixpath.dirname(path) == "/usr":
-        return f"the system folder {path}"
+        return Place(path, "system")
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from oi_local.computer.destructive.findings import MAX_DEPTH, CommandRule, Finding
-from oi_local.computer.destructive.paths import home, is_block_device, protected, resolve
+from oi_local.computer.destructive.paths import Place, home, is_block_device, protected, resolve
 from oi_local.computer.destructive.shell_commands import (
     inner_code,
     options_and_operands,
@@ -112,7 +112,7 @@ def _rm(arguments: list[str], cwd: str | None) -> str | None:
     recursive = bool(options & {"-r", "-R", "--recursive"})
     for operand in operands:
         place = protected(operand, cwd)
-        if place is not None and (recursive or place.startswith("everything in")):
+        if place is not None and (recursive or place.everything):
             return f"removes {place}" + (" recursively" if recursive else "")
     return None
 
@@ -146,7 +146,7 @@ def _find(arguments: list[str], cwd: str | None) -> str | None:
     for start in starts or ["."]:
         place = protected(start, cwd)
         if place is not None:
-            return f"deletes everything in {place.removeprefix('everything in ')} (find)"
+            return f"deletes {Place(place.path, place.kind, everything=True)} (find)"
     return None
 
 
@@ -169,9 +169,9 @@ def _changes_access(verb: str) -> Callable[[list[str], str | None], str | None]:
         recursive = bool(options & {"-R", "--recursive"})
         for operand in operands:
             place = protected(operand, cwd)
-            if place is None or "home folder" in place:
-                continue
-            if recursive or place.startswith("/ ") or place.startswith("everything in"):
+            if place is None or not place.top_level:
+                continue  # a home folder, /usr/local, ...: owners and modes are set there on purpose
+            if recursive or place.kind == "root":
                 return f"changes the {verb} of {place}" + (" recursively" if recursive else "")
         return None
 
