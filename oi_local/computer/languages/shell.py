@@ -18,16 +18,15 @@ and /proc/PID/fd; where those cannot be read (not Linux), the per-run timeout st
 shell runs in its own session without a controlling terminal, so programs that open /dev/tty for a
 password (sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
 
-Stopping. stop(), the timeout and the input check all send SIGINT to the shell and to the run's foreground
-processes (not to background jobs: see shell_processes.py), again every 0.3 s until the run ends. The
-foreground command dies of it; bash, while the code runs, traps it:
-the trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`,
-a DEBUG trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of
-the run is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background
-jobs keep running. If the run has not ended 1 s (TIMEOUTS.code_stop_step) after
-the stop, the FIFO is closed (a reader sees end-of-file) and the foreground processes get SIGTERM, after
-2 s SIGKILL, and after 3 s the shell itself is replaced (then the working directory is kept but
-variables are lost, and the model is told).
+Stopping. stop(), the timeout and the input check all start the run's StopLadder (_Run.stop_ladder): SIGINT
+to the shell and to the run's foreground processes (not to background jobs: see shell_processes.py), again
+every 0.3 s until the run ends. The foreground command dies of it; bash, while the code runs, traps it: the
+trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`, a DEBUG
+trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of the run
+is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background jobs
+keep running. If the run has not ended 1 s (TIMEOUTS.code_stop_step) after the stop, the FIFO is closed (a
+reader sees end-of-file) and the foreground processes get SIGTERM, after 2 s SIGKILL, and after 3 s the
+shell itself is replaced (then the working directory is kept but variables are lost, and the model is told).
 """
 
 from __future__ import annotations
