@@ -102,6 +102,7 @@ class Timeouts:
     download_read: float = 30.0  # no byte from a download for this long is a failure (then retried)
     kernel_ready: float = 60.0  # the Python kernel answering after its start
     code_run: float = 300.0  # one code block's run (computer.run); None from a caller means no limit
+    code_stop_step: float = 1.0  # a stopped shell/node run: interrupt, then each harder step this much later
     safe_mode_scan: float = 120.0  # semgrep over one code block
 
     def scaled(self, factor: float) -> Timeouts:
