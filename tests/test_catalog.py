@@ -238,6 +238,7 @@ def test_user_catalog_adds_and_overrides_by_id(tmp_path):
 
 def test_a_bad_user_catalog_names_the_user_file(tmp_path):
     user = write(tmp_path, GOOD.replace("size_bytes: 1000", "size_bytes: lots"), "user.yaml")
+    # strict=True: since issue 12, load() falls back to the shipped catalog with a warning by default
     with pytest.raises(CatalogError) as info:
-        catalog.load(user)
+        catalog.load(user, strict=True)
     assert info.value.file == user and info.value.line == 6
