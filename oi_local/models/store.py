@@ -70,7 +70,7 @@ class ModelStore:
         """The model on disk and verified: found (hashed again when needed, or always with `verify`), or
         fetched from the first source that works."""
         imports.check_file_name(entry.file)
-        with self._folder_problems(entry.id):
+        with self._folder_problems(f"Getting {entry.id}"):
             private_dir(self.models_dir)
             with self.index.lock(f"{entry.file}.lock"):
                 found = self._find_present(entry, progress=progress, verify=verify)
@@ -91,7 +91,7 @@ class ModelStore:
                 self.index.remove(model_id)
                 return self.ensure(entry, progress=progress)
             return self._stored(record)
-        with self._folder_problems(model_id), self.index.lock(f"{path.name}.lock"):
+        with self._folder_problems(f"Checking {model_id}"), self.index.lock(f"{path.name}.lock"):
             ok = self._current(record, path, entry, progress=progress, verify=verify)
         if not ok and repair and entry is not None and self._ours(record):
             _say(f"{model_id}: {path.name} does not match its sha256; deleting it and downloading again.")
@@ -227,7 +227,7 @@ class ModelStore:
         """Hash the model's file in full now and record the verdict."""
         record = self._require(model_id)
         path = self._present_path(record)
-        with self._folder_problems(model_id):
+        with self._folder_problems(f"Verifying {model_id}"):
             self._hash_and_record(record, path, self._entry_of(record), progress=progress, label="verifying")
         return self._stored(self.index.read()[model_id])
 
@@ -247,7 +247,7 @@ class ModelStore:
                 "download it again."
             )
         kind = "catalog" if entry is not None and entry.sha256 else "user"
-        with self._folder_problems(model_id):
+        with self._folder_problems(f"Trusting {model_id}"):
             if record.get("format") == "llamafile" and self._ours(record):
                 path.chmod(path.stat().st_mode | stat.S_IXUSR)
             self.index.amend(model_id, sha256=digest, sha256_source=kind, verified=True, actual_sha256=digest,
@@ -272,7 +272,7 @@ class ModelStore:
                                "`oi-local models list` shows the ones there are.")
         if self._ours(record):
             Path(record["path"]).unlink(missing_ok=True)
-        with self._folder_problems(model_id):
+        with self._folder_problems(f"Deleting {model_id}"):
             self.index.remove(model_id)
 
     def import_file(self, path: Path, model_id: str | None = None, copy: bool = False, *, link: bool = False,
@@ -281,7 +281,7 @@ class ModelStore:
         folder, or with `link` hard-linked there (only a read-only file: see models/imports.py)."""
         plan = imports.plan(path, self.models_dir, self.catalog, self.index.read(), model_id=model_id, copy=copy,
                             link=link, progress=progress)
-        with self._folder_problems(plan.model_id):
+        with self._folder_problems(f"Importing {plan.source.name}"):
             private_dir(self.models_dir)
             stored_as = imports.place(plan, self.models_dir, progress=progress)
             entry = plan.entry
@@ -293,7 +293,7 @@ class ModelStore:
 
     def mark_used(self, model_id: str) -> None:
         self._require(model_id)
-        with self._folder_problems(model_id):
+        with self._folder_problems(f"Recording the use of {model_id}"):
             self.index.amend(model_id, last_used=time.time())
 
     # ---- records -------------------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ class ModelStore:
     def _stored(self, record: dict) -> StoredModel:
         path = Path(record["path"])
         present = path.is_file()
-        current = present and unchanged(record, path) and bool(record.get("checked_on_use"))
+        current = present and unchanged(record, path)  # else not trusted until it is hashed again
         return StoredModel(
             id=record["id"], name=record.get("name") or record["id"], format=record.get("format", "gguf"),
             path=path, size_bytes=path.stat().st_size if present else 0,
@@ -367,17 +367,25 @@ class ModelStore:
         return Workspace(self.models_dir, progress)
 
     @contextmanager
-    def _folder_problems(self, what: str) -> Iterator[None]:
+    def _folder_problems(self, doing: str) -> Iterator[None]:
         """An OSError on the models folder (not writable, full) as one paragraph that says what to do."""
+        import errno
+
         try:
             yield
         except OSError as error:
             cause = error.os_error if isinstance(error, FileWriteError) else error
             where = error.path if isinstance(error, FileWriteError) else error.filename
+            if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                todo = "Free some disk space there and run the same command again"
+            elif cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                todo = "Make that folder writable for this user (or set OI_LOCAL_HOME to one that is) and try again"
+            else:
+                todo = "Fix that (permissions, free space) and run the same command again"
             raise OiLocalError(
-                f"Getting {what} failed on the models folder {self.models_dir}: {cause.strerror or cause} "
-                f"({where or 'no file named'}). Fix that (permissions, free space) and run the same command "
-                "again; a partial download is kept and resumed, and the models index is unchanged."
+                f"{doing} failed on the models folder {self.models_dir}: {cause.strerror or cause} "
+                f"({where or 'no file named'}). {todo}; the models index is unchanged, and a partial download is "
+                "kept and resumed."
             ) from error
 
 

@@ -88,9 +88,12 @@ def hub_problem(error: BaseException, *, entry: CatalogEntry, where: str, endpoi
 
 
 def _status_text(error: BaseException) -> str:
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    text = _first_line(error)
-    return f"HTTP {status} ({text})" if status and str(status) not in text else text
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if not status:
+        return _first_line(error)
+    reason = getattr(response, "reason_phrase", None) or getattr(response, "reason", None) or ""
+    return f"HTTP {status}{f' ({reason})' if reason else ''}"
 
 
 def _status_advice(error: BaseException) -> str | None:
@@ -100,7 +103,7 @@ def _status_advice(error: BaseException) -> str | None:
     if status == 429:
         return "the hub limits how often it is asked: wait a few minutes, or set HF_TOKEN, then try again"
     if status and status >= 500:
-        return "the hub has trouble right now: try again later, or import a copy with `oi-local models import PATH`"
+        return "the hub has trouble right now: try again later"
     return None
 
 
