@@ -52,15 +52,24 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE_FILE, fsy
     was there before is untouched and no temporary file is left behind."""
     path = Path(path).expanduser()
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    with _replacing(path, mode) as temp, open(temp, "wb") as out:
+        out.write(payload)
+        out.flush()
+        if fsync:
+            os.fsync(out.fileno())
+    return path
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, mode: int) -> Iterator[Path]:
+    """Yields an empty temporary file beside `path`; once the block is done, it becomes `path` (mode `mode`)
+    in one rename. Any OSError becomes a FileWriteError, and the temporary file is gone either way."""
     temp: str | None = None
     try:
         _make_folders(path.parent, private=not mode & 0o077)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-            out.flush()
-            if fsync:
-                os.fsync(out.fileno())
+        os.close(fd)
+        yield Path(temp)
         os.chmod(temp, mode)
         os.replace(temp, path)
         temp = None
@@ -70,7 +79,6 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE_FILE, fsy
         if temp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-    return path
 
 
 def write_json_atomic(path: Path, data: object, *, indent: int | None = 1, mode: int = PRIVATE_FILE,
@@ -146,12 +154,8 @@ def clone_file(src: Path, dst: Path, *, mode: int = PRIVATE_FILE,
     Never a hard link: an in-place edit of one file never changes the other. Returns "reflink" or "copy".
     Raises FileWriteError (nothing left behind) when `dst` cannot be written."""
     src, dst = Path(src), Path(dst)
-    temp: str | None = None
-    try:
-        _make_folders(dst.parent, private=not mode & 0o077)
-        fd, temp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        os.close(fd)
-        how = "reflink" if _reflink(src, Path(temp)) else "copy"
+    with _replacing(dst, mode) as temp:
+        how = "reflink" if _reflink(src, temp) else "copy"
         if how == "copy":
             with open(src, "rb") as source, open(temp, "wb") as out:
                 while block := source.read(1 << 20):
@@ -160,15 +164,6 @@ def clone_file(src: Path, dst: Path, *, mode: int = PRIVATE_FILE,
                         on_bytes(len(block))
         elif on_bytes:
             on_bytes(src.stat().st_size)
-        os.chmod(temp, mode)
-        os.replace(temp, dst)
-        temp = None
-    except OSError as error:
-        raise FileWriteError.of(dst, error) from error
-    finally:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
     return how
 
 
@@ -202,17 +197,21 @@ def _clonefile(src: Path, temp: Path) -> bool:
     return False
 
 
-def _write_problem(path: Path, error: OSError) -> str:
+def what_to_do(error: OSError) -> str:
+    """The advice for an OSError on the program's own files (full disk, no permission, ...)."""
     import errno
 
-    reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        todo = "Free some disk space on that filesystem and run the same command again"
-    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        todo = "Make that folder writable for this user (or set OI_LOCAL_HOME to one that is) and try again"
-    else:
-        todo = "Fix that and run the same command again"
-    return f"Could not write {path}: {reason}. {todo}; the previous version of the file, if any, is unchanged."
+        return "Free some disk space on that filesystem and run the same command again"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "Make that folder writable for this user (or set OI_LOCAL_HOME to one that is) and try again"
+    return "Fix that and run the same command again"
+
+
+def _write_problem(path: Path, error: OSError) -> str:
+    reason = error.strerror or str(error)
+    return (f"Could not write {path}: {reason}. {what_to_do(error)}; the previous version of the file, if any, is "
+            "unchanged.")
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from hub_standin import HubStandin
+from test_offline import _can_unshare as can_unshare
 
 from oi_local.errors import OiLocalError
 
@@ -95,15 +96,6 @@ class SilentServer:
         self.sock.close()
         for conn in self.held:
             conn.close()
-
-
-def can_unshare() -> str | None:
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        return "unshare or ip is not installed"
-    probe = subprocess.run(["unshare", "-n", "--", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace here: {probe.stderr.strip()}"
-    return None
 
 
 # ---- a hub that cannot be reached ---------------------------------------------------------------------------
@@ -364,6 +356,26 @@ def test_temp_files_left_by_older_versions_are_removed(tmp_path, test_model_path
     fresh.write_text("{")
     ModelStore(models, []).import_file(test_model_path, progress=False)
     assert not old.exists() and fresh.exists()
+
+
+def test_a_killed_copy_leaves_no_gigabytes_behind_for_good(tmp_path, smol_entry):
+    from oi_local.models.store import ModelStore
+
+    models = tmp_path / "models"
+    (models / ".downloads").mkdir(parents=True)
+    leftovers = [models / f".{smol_entry.file}.x1y2.tmp", models / ".downloads" / f".{smol_entry.file}.part.a1b2.tmp"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"\0" * 4096)
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    ModelStore(models, [smol_entry]).ensure(smol_entry, progress=False)
+    assert [p for p in leftovers if p.exists()] == []
+
+
+@pytest.fixture
+def smol_entry():
+    from oi_local.models import catalog
+
+    return catalog.find(catalog.load(), "smollm2-135m")
 
 
 # ---- permissions ------------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def forge_fingerprint(models: Path, model_id: str, path: Path) -> None:
 
 def edit_in_place_keeping_size_and_mtime(path: Path, offset: int = 4096) -> None:
     st = path.stat()
+    # a file with another name (a hard link to the installed test model) must never be edited by a test
+    assert st.st_nlink == 1, f"{path} has {st.st_nlink} names; editing it would change the others"
     with open(path, "r+b") as f:
         f.seek(offset)
         old = f.read(4)
@@ -155,7 +157,7 @@ def test_the_installed_test_model_is_copied_not_hard_linked(tmp_path, smol, test
     model = ModelStore(tmp_path / "models", entries).ensure(entry, progress=False)
     assert model.path.stat().st_ino != test_model_path.stat().st_ino  # checked before anything is written
     record = json.loads((tmp_path / "models" / "index.json").read_text())["models"][0]
-    assert record["stored_as"] in ("reflink", "copy")
+    assert record["stored_as"] in ("reflink", "copy") and model.path.stat().st_nlink == 1
     with open(model.path, "r+b") as f:
         f.seek(4096)
         f.write(b"\xff")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from oi_local import env
 from oi_local.errors import OiLocalError
-from oi_local.files import PRIVATE_FILE, FileWriteError, private_dir
+from oi_local.files import PRIVATE_FILE, FileWriteError, private_dir, remove_stale_temps, what_to_do
 from oi_local.models import imports
 from oi_local.models.catalog import CatalogEntry
 from oi_local.models.index import Index, StoredModel, fingerprint, is_trusted, unchanged, verdict
@@ -73,6 +73,7 @@ class ModelStore:
         with self._folder_problems(f"Getting {entry.id}"):
             private_dir(self.models_dir)
             with self.index.lock(f"{entry.file}.lock"):
+                self._remove_leftovers(entry.file)
                 found = self._find_present(entry, progress=progress, verify=verify)
                 if found is not None:
                     return found
@@ -283,6 +284,7 @@ class ModelStore:
                             link=link, progress=progress)
         with self._folder_problems(f"Importing {plan.source.name}"):
             private_dir(self.models_dir)
+            remove_stale_temps(self.models_dir, plan.target.name)
             stored_as = imports.place(plan, self.models_dir, progress=progress)
             entry = plan.entry
             return self._register(entry, plan.target, plan.digest, sha_source="catalog" if entry else "recorded",
@@ -363,29 +365,27 @@ class ModelStore:
         except ValueError:
             return False
 
+    def _remove_leftovers(self, file: str) -> None:
+        """Temporary files a killed run left for this file (a copy of a model can be gigabytes)."""
+        downloads = self._work(False).part(file).parent
+        for folder, name in ((self.models_dir, file), (downloads, f"{file}.part"), (downloads, f"{file}.json")):
+            remove_stale_temps(folder, name)
+
     def _work(self, progress: bool) -> Workspace:
         return Workspace(self.models_dir, progress)
 
     @contextmanager
     def _folder_problems(self, doing: str) -> Iterator[None]:
         """An OSError on the models folder (not writable, full) as one paragraph that says what to do."""
-        import errno
-
         try:
             yield
         except OSError as error:
             cause = error.os_error if isinstance(error, FileWriteError) else error
             where = error.path if isinstance(error, FileWriteError) else error.filename
-            if cause.errno in (errno.ENOSPC, errno.EDQUOT):
-                todo = "Free some disk space there and run the same command again"
-            elif cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                todo = "Make that folder writable for this user (or set OI_LOCAL_HOME to one that is) and try again"
-            else:
-                todo = "Fix that (permissions, free space) and run the same command again"
             raise OiLocalError(
                 f"{doing} failed on the models folder {self.models_dir}: {cause.strerror or cause} "
-                f"({where or 'no file named'}). {todo}; the models index is unchanged, and a partial download is "
-                "kept and resumed."
+                f"({where or 'no file named'}). {what_to_do(cause)}; the models index is unchanged, and a partial "
+                "download is kept and resumed."
             ) from error
 
 
