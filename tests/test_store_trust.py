@@ -22,6 +22,7 @@ from oi_local.errors import OiLocalError
 from oi_local.models import catalog
 from oi_local.models.catalog import Architecture, CatalogEntry, Source
 from oi_local.models.store import ModelStore
+from oi_local.providers.base import ProviderContext
 
 BIN = Path(sys.executable).parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -72,12 +73,13 @@ def test_an_in_place_edit_with_size_and_mtime_restored_is_caught_before_use(tmp_
     store = ModelStore(paths.models, entries)
     stored = store.import_file(store.ensure(entry, progress=False).path, model_id="mine", copy=False,
                                progress=False)
-    assert builtin.resolve("mine", "gguf", paths=paths, entries=entries, progress=False).verified
+    ctx = ProviderContext(paths=paths, catalog=tuple(entries), progress=False)
+    assert builtin.resolve("mine", ctx, "gguf").verified
     edit_in_place_keeping_size_and_mtime(stored.path)
     with pytest.raises(OiLocalError, match="does not match its sha256"):
-        builtin.resolve("mine", "gguf", paths=paths, entries=entries, progress=False, download=False)
+        builtin.resolve("mine", ctx, "gguf", download=False)
     # the catalog model the store downloaded itself is fetched again instead of used
-    again = builtin.resolve("smollm2-135m", "gguf", paths=paths, entries=entries, progress=False)
+    again = builtin.resolve("smollm2-135m", ctx, "gguf")
     assert again.verified and sha256_of(again.path) == entry.sha256
 
 
@@ -286,7 +288,8 @@ def test_the_builtin_provider_hands_the_trust_verdict_to_the_runner(tmp_path, te
     with HubStandin() as hub:
         hub.add_file(REPO, blob.name, blob)
         os.environ["HF_ENDPOINT"] = hub.endpoint
-        resolved = builtin.resolve("tiny-llamafile", "llamafile", paths=paths, entries=[entry], progress=False)
+        ctx = ProviderContext(paths=paths, catalog=(entry,), progress=False)
+        resolved = builtin.resolve("tiny-llamafile", ctx, "llamafile")
     assert resolved.verified and not resolved.trusted
     from oi_local.machine.hardware import probe
     from oi_local.models.fit import fit_file
@@ -296,10 +299,10 @@ def test_the_builtin_provider_hands_the_trust_verdict_to_the_runner(tmp_path, te
         llamafile.start(resolved.path, fit, paths=paths, model_id="x", trusted=resolved.trusted, progress=False)
     assert not marker.exists()
     ModelStore(paths.models, [entry]).trust("tiny-llamafile", progress=False)
-    assert builtin.resolve("tiny-llamafile", "llamafile", paths=paths, entries=[entry], progress=False).trusted
+    assert builtin.resolve("tiny-llamafile", ctx, "llamafile").trusted
     # a user catalog that gives the sha256 is trusted as it is
     pinned = dataclasses.replace(entry, sha256=sha256_of(blob))
-    store = ModelStore(tmp_path / "other-models", [pinned])
+    store = ModelStore(tmp_path / "other-models", [pinned], offline=False)  # resolve() made the process offline
     with HubStandin() as hub:
         hub.add_file(REPO, blob.name, blob)
         os.environ["HF_ENDPOINT"] = hub.endpoint

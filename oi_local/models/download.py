@@ -65,8 +65,9 @@ class BackgroundHash:
 
 @contextmanager
 def progress_bar(label: str, total: int | None, *, enabled: bool = True, initial: int = 0) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(n)`. A rich bar on stderr with size, speed and ETA; a no-op when disabled."""
-    if not enabled:
+    """Yields `advance(n)`. A rich bar on stderr with size, speed and ETA; a no-op when disabled, and when stderr
+    is not a terminal (a log or a pipe would only get the bar's last frame)."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.console import Console

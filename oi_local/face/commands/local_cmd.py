@@ -72,6 +72,8 @@ def run(args: Invocation) -> int:
         )
     server = None
     context = provider_context(args, paths)
+    if context.offline:
+        env.set_hub_offline()  # before anything can reach the hub (the explorer's menus included)
     try:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
