@@ -40,7 +40,7 @@ def provider_context(args: Invocation, paths: AppPaths) -> ProviderContext:
     )
 
 
-def offline_requested(args: argparse.Namespace, paths: AppPaths) -> bool:
+def offline_requested(args: Invocation, paths: AppPaths) -> bool:
     """--offline, or `offline: true` in the profile named with -p. (The shipped local profile's `offline: true`
     is the agent's setting once the model is on disk; with it alone a missing model may still be downloaded.)"""
     if getattr(args, "offline", None):
