@@ -100,6 +100,7 @@ class Timeouts:
     llm_silence: float = 300.0  # no byte from the model server for this long ends the request
     tokenize: float = 3.0  # the server's tokenizer route
     download_read: float = 30.0  # no byte from a download for this long is a failure (then retried)
+    hub_metadata: float = 10.0  # the hub's answer about a file (HEAD): huggingface_hub's own default
     kernel_ready: float = 60.0  # the Python kernel answering after its start
     code_run: float = 300.0  # one code block's run (computer.run); None from a caller means no limit
     code_stop_step: float = 1.0  # a stopped shell/node run: interrupt, then each harder step this much later

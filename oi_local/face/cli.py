@@ -75,8 +75,10 @@ def _add_models(sub) -> None:
     dl = msub.add_parser("download", help="download a catalog model")
     dl.add_argument("model_id")
     dl.add_argument("--json", action="store_true")
-    vf = msub.add_parser("verify", help="check a model's sha256")
+    vf = msub.add_parser("verify", help="check a model's sha256 (--trust: pin it, so a llamafile may run)")
     vf.add_argument("model_id")
+    vf.add_argument("--trust", action="store_true",
+                    help="record the file's sha256 as trusted by you (shown first), so it may be run")
     vf.add_argument("--json", action="store_true")
     rm = msub.add_parser("delete", help="delete a downloaded model")
     rm.add_argument("model_id")
@@ -85,7 +87,10 @@ def _add_models(sub) -> None:
     im = msub.add_parser("import", help="register an existing .gguf or .llamafile")
     im.add_argument("path")
     im.add_argument("--id", dest="model_id")
-    im.add_argument("--copy", action="store_true", help="copy the file into the models folder")
+    im.add_argument("--copy", action="store_true",
+                    help="copy the file into the models folder (copy-on-write where the filesystem can)")
+    im.add_argument("--link", action="store_true",
+                    help="hard-link a read-only file into the models folder instead of copying it")
     im.add_argument("--json", action="store_true")
 
 
@@ -93,6 +98,7 @@ def _add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="start only the OpenAI-compatible server for a model")
     serve.add_argument("model", help="catalog id or path to a .gguf/.llamafile")
     settings.add_flags(serve, settings.SERVE)
+    serve.add_argument("--verify", action="store_true", help="hash the model file in full before serving it")
 
 
 # name -> (adds its parser, the module whose run(invocation) carries it out); in `oi-local --help` order

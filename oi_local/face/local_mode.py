@@ -60,6 +60,8 @@ def prepare_endpoint(
             "`interpreter --local` lists the ones you can use."
         )
     ctx = dataclasses.replace(context or ProviderContext(), **fields)
+    if ctx.offline:
+        env.set_hub_offline()  # before anything can reach the hub: not even a name is looked up
     ctx = dataclasses.replace(ctx, paths=(ctx.paths or app_paths()).ensure())
     started = None
     if ctx.start_server and chosen.can_start:
@@ -100,8 +102,12 @@ def local_setup(
     context_window: int | None = None,
     max_tokens: int | None = None,
     start_ollama: bool = False,
+    offline: bool | None = None,
 ) -> Any:
     """Get the model served and point `interpreter` at it with the tuned local defaults.
+
+    `offline` (default: the interpreter's own `offline` setting): use only a model already on disk; nothing,
+    not even a name lookup, reaches the network.
 
     Returns what serves the model when this program runs it: the ManagedServer of llama.cpp / Llamafile
     (stopped when Python exits, or call .stop()), or, with start_ollama=True, the `ollama serve` child it
@@ -110,6 +116,7 @@ def local_setup(
     context = ProviderContext(
         paths=paths, api_base=api_base, api_key=api_key, fresh_server=fresh_server, progress=progress,
         context_window=context_window, max_tokens=max_tokens, start_server=start_ollama,
+        offline=bool(getattr(interpreter, "offline", False) if offline is None else offline),
     )
     endpoint, server = prepare_endpoint(provider, model or "", context)
     interpreter.configure_for(endpoint)

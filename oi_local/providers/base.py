@@ -79,6 +79,8 @@ class ProviderContext:
     start_server: bool = False  # a provider that can_start starts its server when it is installed but not running
     catalog: tuple | None = None  # the model catalog's entries, when the caller has loaded them already
     serve: ServeOptions = ServeOptions()
+    offline: bool = False  # only models already on disk: nothing is downloaded, no name is even looked up
+    verify: bool = False  # hash a stored model file in full before it is used, whatever its fingerprint says
 
     @property
     def probe_timeout(self) -> float:

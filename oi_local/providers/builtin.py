@@ -30,6 +30,8 @@ class Resolved:
     entry: object | None  # CatalogEntry
     stored: bool  # True: the file is in the models folder (or was imported into it)
     verified: bool  # its sha256 matched, or the user named or imported this very file
+    trusted: bool = False  # may be run as a program: its sha256 is from the catalog or pinned by the user, or
+    # it is a file the user named that the store does not hold
 
 
 def load_catalog(paths: AppPaths):
@@ -38,10 +40,10 @@ def load_catalog(paths: AppPaths):
     return catalog.load(paths.user_catalog if paths.user_catalog.exists() else None)
 
 
-def store_for(paths: AppPaths, entries):
+def store_for(paths: AppPaths, entries, *, offline: bool = False):
     from oi_local.models.store import ModelStore
 
-    return ModelStore(paths.models, entries)
+    return ModelStore(paths.models, entries, offline=True if offline else None)
 
 
 def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelChoice]:
@@ -82,46 +84,53 @@ def format_of(path: Path) -> str:
 def resolve(model: str, ctx: ProviderContext, fmt: str | None = None, *, download: bool = True) -> Resolved:
     """A catalog id, a stored model id, or a path to a file → a file on disk (downloading a catalog model).
 
-    `fmt` None (`oi-local serve`) takes the model in whichever format it is."""
+    `fmt` None (`oi-local serve`) takes the model in whichever format it is. A stored file is hashed in full
+    on its first use and whenever it changed (always with ctx.verify); ctx.offline downloads nothing."""
     paths = ctx.paths or app_paths()
     entries = list(ctx.catalog) if ctx.catalog is not None else load_catalog(paths)
     candidate = Path(model).expanduser()
     suffixes = tuple(SUFFIX.values()) if fmt is None else (SUFFIX[fmt],)
+    store = store_for(paths, entries, offline=ctx.offline)
     if os.sep in model or model.endswith(suffixes) or candidate.exists():
         if not candidate.is_file():
             raise OiLocalError(f"There is no file at {candidate}. Check the path, or pass a catalog id instead.")
         file_format = fmt or format_of(candidate)
-        resolved = Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[file_format]), file_format, None, False, True)
+        # a file the store holds keeps the store's verdict; one it does not know is the user's own choice
+        trusted = store.trusted_path(candidate, progress=ctx.progress, verify=ctx.verify)
+        resolved = Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[file_format]), file_format, None,
+                            False, True, trusted)
     else:
-        store = store_for(paths, entries)
-        resolved = _from_store(model, fmt, store, entries, progress=ctx.progress, download=download)
+        resolved = _from_store(model, fmt, store, entries, progress=ctx.progress, download=download, verify=ctx.verify)
     # The model is on disk: from here on nothing may reach the hub.
     env.set_hub_offline()
     return resolved
 
 
-def _from_store(model: str, fmt: str | None, store, entries, *, progress: bool, download: bool) -> Resolved:
+def _from_store(model: str, fmt: str | None, store, entries, *, progress: bool, download: bool,
+                verify: bool) -> Resolved:
     from oi_local.models import catalog
 
     stored = store.get(model)
     if stored is not None:
         _check_format(model, stored.format, fmt)
-        if stored.entry is not None and download:
-            stored = store.ensure(stored.entry, progress=progress)  # re-checks the file before it is used
+        stored = store.checked(model, progress=progress, verify=verify, repair=download)  # hashed when needed
         if stored.verified is False or not stored.path.is_file():
+            again = (f"download it again with `oi-local models download {stored.entry.id}`"
+                     if stored.entry is not None else "import the right file again")
             raise OiLocalError(
-                f"The stored file for '{model}' ({stored.path}) is missing or failed its sha256 check. "
-                f"Run `oi-local models verify {model}`, or delete it and download it again."
+                f"The stored file for '{model}' ({stored.path}) is missing or does not match its sha256, so it is "
+                f"not used. Delete it with `oi-local models delete {model}` and {again}."
             )
         verified = stored.verified is True or stored.entry is None
-        return Resolved(stored.path, stored.id, stored.format, stored.entry, True, verified)
+        return Resolved(stored.path, stored.id, stored.format, stored.entry, True, verified, stored.trusted)
     entry = catalog.find(entries, model)
     if entry is not None:
         _check_format(model, entry.format, fmt)
         if not download:
             raise OiLocalError(f"'{model}' is not on disk yet. Download it with `oi-local models download {model}`.")
-        stored = store.ensure(entry, progress=progress)
-        return Resolved(stored.path, stored.id, entry.format, stored.entry, True, stored.verified is True)
+        stored = store.ensure(entry, progress=progress, verify=verify)
+        return Resolved(stored.path, stored.id, entry.format, stored.entry, True, stored.verified is True,
+                        stored.trusted)
     formats = SUFFIX if fmt is None else {fmt: SUFFIX[fmt]}
     known = sorted({m.id for m in store.list() if m.format in formats} | {e.id for e in entries if e.format in formats})
     raise OiLocalError(

@@ -25,8 +25,9 @@ class Llamafile(BuiltinProvider):
     def run(self, resolved: Resolved, fit, options: dict):
         from oi_local.serving.runners import llamafile
 
-        # executed only when verified: its sha256 matched the catalog, or the user named this very file
-        return llamafile.start(resolved.path, fit, verified=resolved.verified, **options)
+        # executed only when trusted: its sha256 is from the catalog or pinned by the user (the hub's ETag alone
+        # is not enough), or the user named this very file and the store does not hold it
+        return llamafile.start(resolved.path, fit, trusted=resolved.trusted, **options)
 
 
 PROVIDER = Llamafile()

@@ -36,7 +36,24 @@ def provider_context(args: Invocation, paths: AppPaths) -> ProviderContext:
     return ProviderContext(
         paths=paths, api_base=args.api_base, api_key=args.api_key, fresh_server=bool(args.fresh_server),
         context_window=args.context_window, max_tokens=args.max_tokens, start_server=True,
+        offline=offline_requested(args, paths),
     )
+
+
+def offline_requested(args: Invocation, paths: AppPaths) -> bool:
+    """--offline, or `offline: true` in the profile named with -p. (The shipped local profile's `offline: true`
+    is the agent's setting once the model is on disk; with it alone a missing model may still be downloaded.)"""
+    if getattr(args, "offline", None):
+        return True
+    name = getattr(args, "profile", None)
+    if not name:
+        return False
+    from oi_local.face import profiles
+
+    try:
+        return profiles.load_profile(name, paths).get("offline") is True
+    except OiLocalError:
+        return False  # the profile's own error is reported when it is applied
 
 
 def has_terminal() -> bool:
@@ -55,6 +72,8 @@ def run(args: Invocation) -> int:
         )
     server = None
     context = provider_context(args, paths)
+    if context.offline:
+        env.set_hub_offline()  # before anything can reach the hub (the explorer's menus included)
     try:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint

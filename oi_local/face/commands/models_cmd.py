@@ -35,6 +35,10 @@ def run(args: Invocation) -> int:
         _emit(as_json, {"model": model.to_json()}, f"{model.id} is ready: {model.path}")
         return 0
     if action == "verify":
+        if getattr(args, "trust", False):
+            model = store.trust(args.model_id, progress=not as_json)
+            _emit(as_json, {"model": model.to_json()}, _trust_line(model))
+            return 0
         model = store.verify(args.model_id, progress=not as_json)
         _emit(as_json, {"model": model.to_json()}, _verdict_line(model))
         return 1 if model.verified is False else 0
@@ -59,7 +63,8 @@ def run(args: Invocation) -> int:
               _deleted_line(model, removed_file))
         return 0
     if action == "import":
-        model = store.import_file(Path(args.path), model_id=args.model_id, copy=args.copy, progress=not as_json)
+        model = store.import_file(Path(args.path), model_id=args.model_id, copy=args.copy,
+                                  link=bool(getattr(args, "link", False)), progress=not as_json)
         _emit(as_json, {"model": model.to_json()}, f"Imported {model.id} ({model.name}): {model.path}")
         return 0
     raise OiLocalError(f"Unknown models action {action!r}; use list, download, verify, delete or import.")
@@ -140,6 +145,13 @@ def _verdict_line(model) -> str:
         return f"{model.id}: unchanged since it was added (no published checksum to compare with)."
     return (f"{model.id}: the file does NOT match its sha256; do not use it. Delete it with "
             f"`oi-local models delete {model.id}` and download it again.")
+
+
+def _trust_line(model) -> str:
+    whose = "the catalog's" if model.sha256_source == "catalog" else "pinned by you"
+    runs = " It may now be run." if model.format == "llamafile" else ""
+    return (f"{model.id}: sha256 {model.sha256} ({whose}) is recorded as trusted for {model.path}.{runs} "
+            "Compare it with the publisher's sha256 if you have it.")
 
 
 def _removes_file(store, model) -> bool:

@@ -65,7 +65,7 @@ def serve_context(args: Invocation, paths: AppPaths) -> ProviderContext:
     """The flags as the built-in providers take them."""
     return ProviderContext(
         paths=paths, fresh_server=bool(args.fresh_server), progress=sys.stderr.isatty(),
-        context_window=args.context_window,
+        context_window=args.context_window, verify=bool(getattr(args, "verify", False)),
         serve=ServeOptions(host=args.host, port=args.port, api_key=args.api_key, n_gpu_layers=args.n_gpu_layers),
     )
 

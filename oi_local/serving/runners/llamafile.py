@@ -1,7 +1,8 @@
 """Serve a model with a llamafile: one executable that holds llama.cpp's server and (usually) the weights.
 
-A llamafile is run only when verified (its sha256 matches the catalog: the store checks it and says so with
-`verified=True`, or this module checks it against `expected_sha256`). It is an APE file that is also a valid
+A llamafile is a program, so it is run only when trusted: its sha256 is known from the catalog or pinned by
+the user (the store checks it and says so with `trusted=True`), or this module checks it against
+`expected_sha256`. A hub's ETag alone is not enough. It is an APE file that is also a valid
 shell script; where the system's binfmt handler intercepts it ("run-detectors: unable to find an
 interpreter"), or the file cannot be executed directly, it is run through `sh`, which is what its own
 documentation recommends.
@@ -71,8 +72,9 @@ def _check_verified(path: Path, verified: bool, expected_sha256: str | None) -> 
             )
         return
     raise OiLocalError(
-        f"The llamafile {path} has not been verified (no sha256 to check it against), so it is not executed. "
-        "Verify it with `oi-local models verify ID`, or serve a file you trust with `oi-local serve PATH`."
+        f"The llamafile {path} is a program and has not been verified against a sha256 from the catalog or "
+        "pinned by you, so it is not executed. If you trust where it came from, pin it: `oi-local models verify ID --trust` shows its "
+        "sha256 and records it (ID from `oi-local models list`); or add its publisher's sha256 to the catalog entry."
     )
 
 
@@ -88,6 +90,7 @@ def start(
     reuse: bool = True,
     threads: int | None = None,
     extra_args: Sequence[str] = (),
+    trusted: bool = False,
     verified: bool = False,
     expected_sha256: str | None = None,
     weights: Path | None = None,
@@ -97,8 +100,8 @@ def start(
 ) -> ManagedServer:
     """Start (or reuse) a llamafile's server; returns once it answers with its key.
 
-    `verified=True` when the caller (the store) has checked the sha256; otherwise `expected_sha256` is
-    checked here, and a llamafile that cannot be verified is refused. `weights` runs the llamafile with an
+    `trusted=True` when the caller (the store) vouches for it (`verified=True`, its older name, the same);
+    otherwise `expected_sha256` is checked here, and a llamafile that cannot be checked is refused. `weights` runs the llamafile with an
     external GGUF (`-m`), the route Windows needs for models over 4 GB.
     """
     path = Path(llamafile_path).expanduser()
@@ -108,7 +111,7 @@ def start(
     problem = windows_size_problem(path, size, os_name=os_name, weights=weights)
     if problem:
         raise OiLocalError(problem)
-    _check_verified(path, verified, expected_sha256)
+    _check_verified(path, trusted or verified, expected_sha256)
     reuse_args = [f"threads={threads}", f"weights={weights}", *extra_args]
 
     def launch(executable: list[str]) -> ManagedServer:
