@@ -192,3 +192,22 @@ def test_interpreter_local_recovers_in_the_terminal(test_model_path, tmp_path):
         assert gone(new_pid)
     finally:
         pane.close()
+
+
+def test_a_child_this_program_started_says_how_it_ended(tmp_path):
+    """`ollama serve` started here (a ManagedChild) is not restarted, but its end is told with its log."""
+    from oi_local.serving.process import ManagedChild
+
+    child = ManagedChild([sys.executable, "-c", "print('going away', flush=True); raise SystemExit(3)"],
+                         log_path=tmp_path / "child.log")
+    child.process.wait(30)
+    told = []
+    interpreter = OpenInterpreter()
+    interpreter.llm.api_base = "http://127.0.0.1:9/v1"  # nothing listens there any more
+    interpreter.llm.model = "openai/gone"
+    interpreter.llm.on_endpoint_failure = child.recovery_hook(notify=told.append)
+    with pytest.raises(OiLocalError) as caught:
+        list(interpreter.llm.run([{"role": "user", "content": "hi"}]))
+    assert "could not be reached" in str(caught.value) and "did not start that server" not in str(caught.value)
+    assert len(told) == 1 and "status 3" in told[0] and "going away" in told[0] and str(child.log_path) in told[0]
+    child.stop()

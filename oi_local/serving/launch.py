@@ -138,9 +138,17 @@ def _child_env(spec: ServerSpec, api_key: str) -> dict[str, str]:
     return env
 
 
+KEY_FILE_LIFETIME_S = 1800  # longer than any start may take (ready_timeout's most): older ones were left by a crash
+
+
 def _write_key_file(paths: AppPaths, api_key: str) -> Path:
+    """A 0600 file in a 0700 folder, read by the server at its start and removed once it answers."""
     folder = paths.state / "keys"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in folder.glob("*.key"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > KEY_FILE_LIFETIME_S:
+                old.unlink()
     path = folder / f"{secrets.token_hex(8)}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:

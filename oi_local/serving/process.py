@@ -263,6 +263,7 @@ class ManagedChild:
         from oi_local.serving import logs
 
         self.log_path = log_path
+        self.argv = list(argv)
         self.endpoint = None
         use_watchdog = (not HAS_PARENT_DEATH_SIGNAL) if watchdog is None else watchdog
         with logs.open_private(log_path) as log:
@@ -279,6 +280,16 @@ class ManagedChild:
 
     def healthy(self) -> bool:
         return self.process.poll() is None
+
+    def recovery_hook(self, notify: Callable[[str], None] | None = None) -> Callable[[BaseException], None]:
+        """For `llm.on_endpoint_failure`: when the child has ended, say so (status, log and its last lines).
+        It is not started again: it returns None, and the request fails with its own error."""
+        def hook(error: BaseException) -> None:
+            code = self.process.poll()
+            if code is not None and notify is not None:
+                notify(f"{Path(self.argv[0]).name} (pid {self.pid}), started by this program, ended with status "
+                       f"{code}. Its log: {self.log_path}. Last lines:\n{self.log_tail()}")
+        return hook
 
     def log_tail(self, lines: int = 10) -> str:
         from oi_local.serving.logs import tail
