@@ -19,7 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
-RUNS = 3
+RUNS = 5
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = textwrap.dedent("""
     import sys, httpx

@@ -244,12 +244,13 @@ class ManagedServer:
         stop_at_exit(self, self.stop)
 
     # -- stopping ------------------------------------------------------------------------------------
-    def stop(self, grace: float = STOP_GRACE_S) -> None:
+    def stop(self, grace: float = STOP_GRACE_S) -> bool:
         """End this handle. The last user stops the whole process tree (SIGTERM, then SIGKILL after `grace`);
         while other programs still use the server it keeps running for them. Within one program, the handle
-        that started the server ends it (as before sharing: its other handles only joined it)."""
+        that started the server ends it (as before sharing: its other handles only joined it). True when this
+        call stopped the server, False when it runs on for others (or was stopped before)."""
         if self._stopped:
-            return
+            return False
         self._stopped = True
         forget_at_exit(self)
         log_trimmer.forget(self.log_path)
@@ -261,12 +262,13 @@ class ManagedServer:
             if elsewhere or self.reused:
                 # another program still uses it (or, in this one, the handle that started it decides)
                 log.info("%s stays up for %d other user(s)", self.name, len(left.users))
-                return
+                return False
             with contextlib.suppress(OSError):
                 self._state.remove_id(left.id)  # only this program's own other handles remain: it ends here
         elif left is None and self.process is None:
-            return  # joined, and its record is gone: its watchdog stops it when its users are gone
+            return False  # joined, and its record is gone: its watchdog stops it when its users are gone
         stop_tree(self._record, grace, self.process)
+        return True
 
     def __enter__(self) -> ManagedServer:
         return self
