@@ -3,9 +3,10 @@ start-or-reuse), the three should take about as long as one.
 
 Each launcher is a fresh Python process that does what `interpreter --local` does before the chat: start (or
 reuse) the llama.cpp server through oi_local, send one short chat completion (8 tokens), and stop its handle.
-Timed from the spawn of the processes to the exit of the slowest. Baselines in the same run: one launcher
-alone, and three at once each with a server of its own (`reuse=False`, what happened before the lock).
-Scenarios alternate so that machine load hits all alike; every run gets a fresh app home.
+Timed from the moment all of them have imported their modules (Python's own start is the same with or
+without sharing) to the exit of the slowest; the whole time from the spawn is shown too. Baselines in the
+same run: one launcher alone, and three at once each with a server of its own (`reuse=False`, what happened
+before the lock). Scenarios alternate so that machine load hits all alike; every run gets a fresh app home.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ LAUNCHER = textwrap.dedent("""
 
     model, home, reuse = sys.argv[1], sys.argv[2], sys.argv[3] == "reuse"
     fit = Fit(True, 2048, 0, 256, 0, 0, 0, 0, None, "bench")
+    import psutil, filelock  # noqa: F401  (what the start imports lazily, imported before the clock starts)
+    print("ready", flush=True)
+    sys.stdin.readline()
     server = llamacpp.start(Path(model), fit, paths=app_paths({"OI_LOCAL_HOME": home}), model_id="bench",
                             reuse=reuse, progress=False)
     ep = server.endpoint
@@ -49,52 +53,63 @@ def _model() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def launch(model: Path, home: Path, count: int, reuse: bool) -> tuple[float, int]:
-    """(seconds until the slowest of `count` simultaneous launchers exited, distinct server pids)."""
-    started = time.perf_counter()
+def launch(model: Path, home: Path, count: int, reuse: bool) -> tuple[float, float, int]:
+    """(seconds from "go" until the slowest of `count` simultaneous launchers exited, the same from their
+    spawn, distinct server pids)."""
+    spawned = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", LAUNCHER, str(model), str(home), "reuse" if reuse else "fresh"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-             for _ in range(count)]
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO) for _ in range(count)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"a launcher did not start: {proc.stderr.read()[-2000:]}")
+    go = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     pids = set()
     for proc in procs:
         out, err = proc.communicate(timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"a launcher failed ({proc.returncode}): {err[-2000:]}")
         pids.add(int(out.split()[-1]))
-    return time.perf_counter() - started, len(pids)
+    done = time.perf_counter()
+    return done - go, done - spawned, len(pids)
 
 
 def run() -> str:
     model = _model()
-    alone, shared, separate = [], [], []
-    servers_shared, servers_separate = set(), set()
+    scenarios = {"alone": (1, True), "shared": (3, True), "separate": (3, False)}
+    times: dict[str, list[float]] = {name: [] for name in scenarios}
+    whole: dict[str, list[float]] = {name: [] for name in scenarios}
+    servers: dict[str, set[int]] = {name: set() for name in scenarios}
     with tempfile.TemporaryDirectory(prefix="bench_shared_") as tmp:
         launch(model, Path(tmp) / "warm", 1, True)  # page cache and bytecode, for every scenario alike
         for n in range(RUNS):
-            alone.append(launch(model, Path(tmp) / f"alone{n}", 1, True)[0])
-            seconds, count = launch(model, Path(tmp) / f"shared{n}", 3, True)
-            shared.append(seconds)
-            servers_shared.add(count)
-            seconds, count = launch(model, Path(tmp) / f"separate{n}", 3, False)
-            separate.append(seconds)
-            servers_separate.add(count)
-    base = statistics.median(alone)
-    rows = [("one launcher alone", alone, "1"), ("three at once, one shared server", shared,
-                                                 "/".join(map(str, sorted(servers_shared)))),
-            ("three at once, a server each (reuse=False)", separate, "/".join(map(str, sorted(servers_separate))))]
-    table = "\n".join(f"| {name} | {servers} | {statistics.median(xs):.2f} | {statistics.median(xs) / base:.2f} | "
-                      f"{', '.join(f'{x:.2f}' for x in xs)} |" for name, xs, servers in rows)
+            for name, (count, reuse) in scenarios.items():
+                seconds, total, started = launch(model, Path(tmp) / f"{name}{n}", count, reuse)
+                times[name].append(seconds)
+                whole[name].append(total)
+                servers[name].add(started)
+    base, base_whole = statistics.median(times["alone"]), statistics.median(whole["alone"])
+    titles = {"alone": "one launcher alone", "shared": "three at once, one shared server",
+              "separate": "three at once, a server each (reuse=False)"}
+    table = "\n".join(
+        f"| {titles[name]} | {'/'.join(map(str, sorted(servers[name])))} | {statistics.median(times[name]):.2f} | "
+        f"{statistics.median(times[name]) / base:.2f} | {statistics.median(whole[name]):.2f} | "
+        f"{statistics.median(whole[name]) / base_whole:.2f} | {', '.join(f'{x:.2f}' for x in times[name])} |"
+        for name in scenarios)
     return textwrap.dedent(f"""\
         ## Three launchers of one model at once (bench/bench_shared_server.py)
 
         Each launcher: a fresh Python process that starts (or reuses) the llama.cpp server through
         `runners.llamacpp.start(...)` ({model.name}, n_ctx 2048, CPU), sends one chat completion of 8 tokens and
-        stops its handle. Time: from spawning the launchers to the exit of the slowest; median of {RUNS}
-        alternated runs, each in a fresh app home. Ratio against one launcher alone (goal <= 1.2 for the shared
-        server).
+        stops its handle. Time: from the moment every launcher has imported its modules to the exit of the
+        slowest ("whole": from their spawn); median of {RUNS} alternated runs, each in a fresh app home. Ratio
+        against one launcher alone (goal <= 1.2 for the shared server).
 
-        | scenario | servers started | median (s) | ratio | runs (s) |
-        |---|---|---|---|---|
+        | scenario | servers started | median (s) | ratio | whole, median (s) | whole ratio | runs (s) |
+        |---|---|---|---|---|---|---|
         """) + table + "\n"
 
 

@@ -267,3 +267,29 @@ def test_a_launcher_thread_that_ends_does_not_take_a_managed_child_along_in_the_
     finally:
         child.stop()
     assert gone(child.pid)
+
+
+def test_a_server_busy_with_another_users_reply_is_reused_not_duplicated(test_model_path, tmp_path):
+    """llama-cpp-python answers /v1/models only between generations: a busy server is alive all the same."""
+    from server_launcher import FIT, chat
+
+    from oi_local.serving.runners import llamacpp
+
+    home = app_paths({"OI_LOCAL_HOME": str(tmp_path)}).ensure()
+    model_id = f"h12-busy-{secrets.token_hex(3)}"
+    with llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False) as first:
+        replies = []
+        streaming = threading.Thread(target=lambda: replies.append(chat(first, 400)))
+        streaming.start()
+        try:
+            time.sleep(1.0)
+            assert streaming.is_alive()
+            assert models_status("127.0.0.1", first.port, first.endpoint.api_key, timeout=1.0) is None  # busy
+            again = llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False)
+            assert streaming.is_alive(), "the reply ended before the second start: the test proves nothing"
+            assert again.reused and again.pid == first.pid and llama_servers(model_id) == [first.pid]
+            assert first.problem() is None  # busy is not broken
+            again.stop()
+        finally:
+            streaming.join(600)
+        assert replies and replies[0]["chunks"] > 10

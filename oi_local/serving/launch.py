@@ -10,7 +10,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from oi_local.endpoint import is_loopback
@@ -25,6 +25,7 @@ from oi_local.serving.progress import Loading
 from oi_local.serving.server import (
     STOP_GRACE_S,
     ManagedServer,
+    answers_http,
     log_trimmer,
     models_status,
     stop_tree,
@@ -35,6 +36,25 @@ from oi_local.serving.state import ServerKey, ServerRecord, ServerState, User, p
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class _Start:
+    """One start (or reuse) in progress: what, how, where, and for whom."""
+
+    spec: ServerSpec
+    options: ServerOptions
+    paths: AppPaths
+    state: ServerState
+    key: ServerKey
+    progress: bool
+    users: tuple[User, ...]  # this handle first, then users carried over from a server that died
+
+    def handle(self, record: ServerRecord, *, process=None, reused: bool) -> ManagedServer:
+        server = ManagedServer(record, spec=self.spec, options=self.options, paths=self.paths,
+                               token=self.users[0].token, process=process, reused=reused)
+        stop_at_exit(server, server.stop)
+        return server
 
 
 def ready_timeout(model_bytes: int) -> float:
@@ -55,13 +75,11 @@ def start(spec: ServerSpec, options: ServerOptions, paths: AppPaths, *, token: s
                              n_gpu_layers=spec.fit.n_gpu_layers, host=options.host, extra_args=tuple(spec.reuse_args))
     progress = sys.stderr.isatty() if options.progress is None else options.progress
     me = User(os.getpid(), process_create_time(os.getpid()) or 0.0, token)
+    start = _Start(spec, options, paths, state, key, progress, (me, *others))
     if not options.reuse:
-        return _start_new(spec, options, paths, state, key, progress, (me, *others))
+        return _start_new(start)
     with _start_lock(paths, key, spec.model_id, progress):
-        found = _reuse(state, key, spec, options, paths, me)
-        if found is not None:
-            return found
-        return _start_new(spec, options, paths, state, key, progress, (me, *others))
+        return _reuse(start) or _start_new(start)
 
 
 @contextlib.contextmanager
@@ -81,31 +99,32 @@ def _start_lock(paths: AppPaths, key: ServerKey, model_id: str, progress: bool) 
         yield
 
 
-def _reuse(state: ServerState, key: ServerKey, spec: ServerSpec, options: ServerOptions, paths: AppPaths,
-           me: User) -> ManagedServer | None:
+def _reuse(start: _Start) -> ManagedServer | None:
     def stop_orphan(record: ServerRecord) -> None:
         log.warning("stopping orphaned %s server pid %s (none of its users is running)", record.key.runner, record.pid)
         stop_tree(record, STOP_GRACE_S)
 
-    for record in state.find(key, on_orphan=stop_orphan):
+    options, key = start.options, start.key
+    for record in start.state.find(key, on_orphan=stop_orphan):
         if options.port is not None and record.port != options.port:
             continue
         if options.api_key is not None and record.api_key != options.api_key:
             continue
-        if not record.id or record.pid == 0 or models_status(key.host, record.port, record.api_key) != 200:
+        if not record.id or record.pid == 0:
             continue
-        joined = state.join(record.id, me)
+        status = models_status(key.host, record.port, record.api_key)
+        if status != 200 and not (status is None and answers_http(key.host, record.port)):
+            continue  # not answering with its key (None and answering: busy with another user's reply)
+        joined = start.state.join(record.id, start.users[0])
         if joined is None:
             continue
         log.info("reusing %s server pid %s on port %s", key.runner, joined.pid, joined.port)
-        server = ManagedServer(joined, spec=spec, options=options, paths=paths, token=me.token, reused=True)
-        stop_at_exit(server, server.stop)
-        return server
+        return start.handle(joined, reused=True)
     return None
 
 
-def _start_new(spec: ServerSpec, options: ServerOptions, paths: AppPaths, state: ServerState, key: ServerKey,
-               progress: bool, users: Sequence[User]) -> ManagedServer:
+def _start_new(start: _Start) -> ManagedServer:
+    spec, options, paths = start.spec, start.options, start.paths
     port = options.port
     if port is not None and not port_is_free(port, options.host):
         chosen = free_port(options.host)
@@ -113,16 +132,16 @@ def _start_new(spec: ServerSpec, options: ServerOptions, paths: AppPaths, state:
         port_was_given, port = False, chosen
     else:
         port_was_given = port is not None
-    timeout = options.timeout if options.timeout is not None else ready_timeout(key.model_size)
+    timeout = options.timeout if options.timeout is not None else ready_timeout(start.key.model_size)
     api_key = options.api_key or new_api_key()
     log_path = spec.log_path or logs.new_log_path(paths.logs, spec.runner, spec.model_id)
-    logs.prune(paths.logs, spec.runner, spec.model_id, live={r.log_path for r in state.live_records()} | {str(log_path)})
+    live = {r.log_path for r in start.state.live_records()} | {str(log_path)}
+    logs.prune(paths.logs, spec.runner, spec.model_id, live=live)
     attempts = 1 if port_was_given else 3
     for attempt in range(attempts):
         use_port = port if port is not None and attempt == 0 else free_port(options.host)
         try:
-            return _launch(spec, options, paths, state, key, users, port=use_port, api_key=api_key,
-                           log_path=log_path, timeout=timeout, progress=progress)
+            return _launch(start, port=use_port, api_key=api_key, log_path=log_path, timeout=timeout)
         except ServerError as error:
             if error.kind != "port_taken" or attempt == attempts - 1:
                 raise
@@ -156,20 +175,19 @@ def _write_key_file(paths: AppPaths, api_key: str) -> Path:
     return path
 
 
-def _launch(spec: ServerSpec, options: ServerOptions, paths: AppPaths, state: ServerState, key: ServerKey,
-            users: Sequence[User], *, port: int, api_key: str, log_path: Path, timeout: float,
-            progress: bool) -> ManagedServer:
+def _launch(start: _Start, *, port: int, api_key: str, log_path: Path, timeout: float) -> ManagedServer:
+    spec, state = start.spec, start.state
     argv = list(spec.build_command(port))
     key_file = None
     if spec.key_file_flag:
-        key_file = _write_key_file(paths, api_key)
+        key_file = _write_key_file(start.paths, api_key)
         argv += [spec.key_file_flag, str(key_file)]
     try:
         logs.begin(log_path, f"# {time.strftime('%Y-%m-%d %H:%M:%S')} started by pid {os.getpid()}: {' '.join(argv)}\n")
-        owner = users[0]
-        record = ServerRecord(key=key, pid=0, pid_create_time=0.0, port=port, api_key=api_key, owner_pid=owner.pid,
-                              owner_create_time=owner.create_time, log_path=str(log_path), command=tuple(argv),
-                              users=tuple(users), id=secrets.token_hex(8))
+        owner = start.users[0]
+        record = ServerRecord(key=start.key, pid=0, pid_create_time=0.0, port=port, api_key=api_key,
+                              owner_pid=owner.pid, owner_create_time=owner.create_time, log_path=str(log_path),
+                              command=tuple(argv), users=start.users, id=secrets.token_hex(8))
         state.add(record)  # before the server starts: no run ever loses track of it
         try:
             process, pid = _spawn(argv, _child_env(spec, api_key), log_path, state, record)
@@ -177,16 +195,15 @@ def _launch(spec: ServerSpec, options: ServerOptions, paths: AppPaths, state: Se
             state.remove_id(record.id)
             raise ServerError(f"Could not run the {runner_name(spec.runner)} ({argv[0]}): {error.strerror or error}. "
                               f"Its log: {log_path}.", kind="exec_failed", log_path=log_path) from error
+        watched = process.pid != pid
         record = replace(record, pid=pid, pid_create_time=process_create_time(pid) or 0.0,
-                         watchdog_pid=process.pid if process.pid != pid else 0,
-                         watchdog_create_time=(process_create_time(process.pid) or 0.0) if process.pid != pid else 0.0)
-        server = ManagedServer(record, spec=spec, options=options, paths=paths, token=owner.token, process=process,
-                               reused=False)
-        stop_at_exit(server, server.stop)
+                         watchdog_pid=process.pid if watched else 0,
+                         watchdog_create_time=(process_create_time(process.pid) or 0.0) if watched else 0.0)
+        server = start.handle(record, process=process, reused=False)
         try:
             state.update(record)
             log_trimmer.watch(log_path)
-            _wait_ready(server, spec, timeout=timeout, progress=progress)
+            _wait_ready(server, spec, timeout=timeout, progress=start.progress)
         except BaseException:
             server.stop()  # Ctrl-C or an error while loading: leave nothing behind
             raise
@@ -202,8 +219,7 @@ def _spawn(argv: list[str], env: Mapping[str, str], log_path: Path, state: Serve
     if os.name == "posix":
         from oi_local.serving import watchdog
 
-        watched = watchdog.start(argv, log_path=log_path, env=dict(env), state_path=state.path, record_id=record.id)
-        return watched.process, watched.pid
+        return watchdog.start(argv, log_path=log_path, env=dict(env), state_path=state.path, record_id=record.id)
     from oi_local.serving.process import spawn  # pragma: no cover - Windows
 
     with logs.open_private(log_path) as log_file:

@@ -66,9 +66,7 @@ def begin(path: Path, header: str) -> None:
     existed = path.exists()
     try:
         with open_private(path) as log:
-            log.write(header.encode("utf-8", errors="replace"))
-            log.flush()
-            os.fsync(log.fileno())  # a full disk shows here, not later in the server
+            log.write(header.encode("utf-8", errors="replace"))  # a full disk shows here or at the close
     except OSError as error:
         if not existed:
             with contextlib.suppress(OSError):

@@ -21,7 +21,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -29,33 +28,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from oi_local.env import TIMEOUTS
+from oi_local.serving import pdeathsig
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-HAS_PARENT_DEATH_SIGNAL = sys.platform.startswith("linux")
+HAS_PARENT_DEATH_SIGNAL = pdeathsig.AVAILABLE
+parent_death_preexec = pdeathsig.parent_death_preexec
 
 
 # ---------------------------------------------------------------------------------------------- starting
-
-def parent_death_preexec(signum: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the kernel send `signum` to the child when its parent (thread) ends; None where
-    the platform has no such signal. Resolved here, in the parent: the child only calls prctl and exits."""
-    if not HAS_PARENT_DEATH_SIGNAL:
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signum)
-        if os.getppid() != parent:  # the parent died before prctl: the signal will never come
-            os._exit(1)
-
-    return preexec
-
 
 class _Spawner:
     """Runs spawns on the main thread or on one daemon thread that lives as long as the process."""
@@ -270,9 +249,8 @@ class ManagedChild:
             if use_watchdog and os.name == "posix":
                 from oi_local.serving import watchdog as watchdog_module
 
-                watched = watchdog_module.start(argv, log_path=log_path, env=dict(env) if env is not None else None,
-                                                child_signal=signal.SIGTERM)
-                self.process, self.pid = watched.process, watched.pid
+                self.process, self.pid = watchdog_module.start(
+                    argv, log_path=log_path, env=dict(env) if env is not None else None, child_signal=signal.SIGTERM)
             else:
                 self.process = spawn(argv, stdout=log, env=env, parent_death_signal=signal.SIGTERM)
                 self.pid = self.process.pid

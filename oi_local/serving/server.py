@@ -42,7 +42,8 @@ from oi_local.serving.state import (
     server_alive,
 )
 
-__all__ = ["ManagedServer", "ServerError", "diagnose", "models_status", "start_server", "stop_process_tree"]
+__all__ = ["ManagedServer", "ServerError", "answers_http", "diagnose", "models_status", "start_server",
+           "stop_process_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,23 @@ def models_status(host: str, port: int, api_key: str | None, timeout: float = TI
         return response.status
     except (OSError, http.client.HTTPException):
         return None
+    finally:
+        conn.close()
+
+
+def answers_http(host: str, port: int, timeout: float = TIMEOUTS.health_request) -> bool:
+    """Something speaks HTTP on host:port (GET / gets any status). llama-cpp-python's server answers /v1/models
+    only between generations (the route waits for the model), but its other routes at once: a server busy
+    with another user's reply is alive."""
+    import http.client
+
+    conn = http.client.HTTPConnection(_url_host(host).strip("[]"), port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
     finally:
         conn.close()
 
@@ -150,6 +168,8 @@ class ManagedServer:
             code = self._exit_within(1.0)
         if code is None and models_status(self.host, self.port, self.endpoint.api_key, 5.0) != 200:
             code = self._exit_within(2.0)  # a server killed a moment ago may not be reaped yet
+            if code is None and answers_http(self.host, self.port):
+                return None  # busy with another user's reply: requests wait for their turn
             if code is None:
                 return ServerError(self._message("is running but does not answer GET /v1/models.", logs.tail(self.log_path)),
                                    kind="not_answering", log_path=self.log_path)
@@ -201,8 +221,8 @@ class ManagedServer:
         say what happened (`notify`), start it again once with the same settings (its port and key, where
         the port is free) and return the new endpoint; raises OiLocalError when that fails too."""
         problem = None if self._stopped else self.problem()
-        if problem is None:
-            return None
+        if problem is None or problem.returncode is None:
+            return None  # fine, or running but hung: only a server that has ended is started again
         say = notify or log.warning
         if self._adopt_restarted():
             say(f"{problem}\nAnother run has started it again; continuing with that one.")

@@ -14,41 +14,30 @@ is gone, however they went (`kill -9` included). So:
 
 It needs nothing but polling pids, so it is also the answer where there is no parent-death signal (macOS):
 there only a `kill -9` of the watchdog itself would leave its program behind, for the next run's orphan
-cleanup to stop. The launcher writes a JSON spec to its stdin; it answers one JSON line (the program's pid,
-or the error that prevented the start) on stdout.
+cleanup to stop. The launcher writes the spec (marshal) to its stdin; it answers one line on stdout: the
+program's pid, or the errno and error that prevented the start.
+
+It runs as `python -S -E -c "import watchdog ..."` from its own folder and imports nothing but built-in modules and pdeathsig.py (ctypes)
+before it has spawned the server, so that it delays the server's start by a few milliseconds only.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 STATUS_LINE = "# oi_local watchdog: the server (pid {pid}) ended with status {code}{what}"
 
 
-@dataclass
-class Watched:
-    process: subprocess.Popen  # the watchdog (its exit status mirrors the program's)
-    pid: int  # the program
-
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
-
-
-def start(argv: list[str] | tuple[str, ...], *, log_path: Path, env: dict[str, str] | None = None,
-          child_signal: int = signal.SIGKILL, state_path: Path | None = None, record_id: str | None = None,
-          timeout: float | None = None) -> Watched:
-    """Start the watchdog and, through it, `argv`; return once the program is spawned.
-
-    Raises OSError (errno as for a failed exec) when the program cannot be run."""
+def start(argv, *, log_path, env=None, child_signal: int = 9, state_path=None, record_id=None,
+          timeout: float | None = None):
+    """Start the watchdog and, through it, `argv`; return (the watchdog's Popen, the program's pid) once the
+    program is spawned. `child_signal`: what the program gets when the watchdog dies (9: SIGKILL). Raises
+    OSError (errno as for a failed exec) when the program cannot be run."""
+    import marshal
     import select
+    import subprocess
+    from pathlib import Path
 
     from oi_local.env import TIMEOUTS
     from oi_local.serving.logs import open_private
@@ -56,39 +45,41 @@ def start(argv: list[str] | tuple[str, ...], *, log_path: Path, env: dict[str, s
 
     me = os.getpid()
     spec = {
-        "argv": list(argv),
+        "argv": [str(a) for a in argv],
         "log_path": str(log_path),
         "child_signal": int(child_signal),
         "state_path": str(state_path) if state_path else None,
         "record_id": record_id,
-        "users": [[me, process_create_time(me) or 0.0]],
+        "users": [(me, process_create_time(me) or 0.0)],
         "poll": TIMEOUTS.watchdog_poll,
         "grace": TIMEOUTS.stop_grace,
+        "package_root": str(Path(__file__).resolve().parents[2]),
         "sys_path": [p for p in sys.path if p],
     }
-    # -S -E: no site-packages scan and no PYTHON* variables, so the watchdog itself costs a few milliseconds
-    boot = f"import sys; sys.path.insert(0, {_package_root()!r}); from oi_local.serving.watchdog import main; main()"
-    with open_private(log_path) as log:
+    # -S -E: no site-packages scan and no PYTHON* variables: the watchdog itself costs a few milliseconds
+    with open_private(Path(log_path)) as log:
+        # imported (not run as a script) so that its cached bytecode is used: compiling it costs more than running it
+        boot = f"import sys; sys.path[0] = {str(Path(__file__).parent)!r}; import watchdog; watchdog.main()"
         process = subprocess.Popen([sys.executable, "-S", "-E", "-c", boot], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+    answer: list[str] = []
     try:
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps(spec).encode())
+        process.stdin.write(marshal.dumps(spec))
         process.stdin.close()
         wait = TIMEOUTS.watchdog_start if timeout is None else timeout
         ready, _, _ = select.select([process.stdout], [], [], wait)
-        line = process.stdout.readline() if ready else b""
+        answer = (process.stdout.readline() if ready else b"").decode(errors="replace").split(" ", 2)
         process.stdout.close()
-        answer = json.loads(line) if line.strip() else {}
-    except (OSError, ValueError):
-        answer = {}
-    if "pid" in answer:
-        return Watched(process, int(answer["pid"]))
+    except OSError:
+        pass
+    if answer and answer[0] == "pid":
+        return process, int(answer[1])
     if process.poll() is None:
         process.kill()
     process.wait()
-    if "errno" in answer:
-        raise OSError(int(answer["errno"] or 0), answer.get("error") or "could not be run")
+    if answer and answer[0] == "error" and len(answer) == 3:
+        raise OSError(int(answer[1]), answer[2].strip() or "could not be run")
     raise OSError(0, f"the watchdog did not start it (status {process.returncode}; see the log {log_path})")
 
 
@@ -97,7 +88,9 @@ def start(argv: list[str] | tuple[str, ...], *, log_path: Path, env: dict[str, s
 class _Users:
     """Who still uses the program: the record's users once the record exists, else the starter."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict) -> None:
+        from pathlib import Path
+
         self.state_path = Path(spec["state_path"]) if spec.get("state_path") else None
         self.record_id = spec.get("record_id")
         self.users = [(int(pid), float(created)) for pid, created in spec["users"]]
@@ -141,43 +134,87 @@ class _Users:
             return True
 
 
-def main() -> None:
-    spec = json.loads(sys.stdin.read())
-    from oi_local.serving.process import parent_death_preexec
+def _spawn(argv: list[str], log: int, child_signal: int) -> int:
+    """fork + exec by hand (this process has one thread, so that is safe): subprocess and the signal module
+    would cost tens of milliseconds to import on a busy machine, all of it before the server starts. The child
+    gets its own session, the parent-death signal, /dev/null as stdin and the log as stdout and stderr."""
+    from pdeathsig import parent_death_preexec  # this file's folder is sys.path[0] (see start)
 
+    preexec = parent_death_preexec(child_signal)
+    errors_read, errors_write = os.pipe()  # close-on-exec: it stays empty when the exec succeeds
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if preexec is not None:
+                preexec()
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.execvp(argv[0], argv)
+        except OSError as error:
+            os.write(errors_write, f"{error.errno or 0} {error.strerror or error}".encode())
+        finally:
+            os._exit(127)
+    os.close(errors_write)
+    failure = os.read(errors_read, 1024).decode(errors="replace")
+    os.close(errors_read)
+    if failure:
+        os.waitpid(pid, 0)
+        number, _, message = failure.partition(" ")
+        raise OSError(int(number), message)
+    return pid
+
+
+def _exit_status(pid: int) -> int | None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped by someone else: its status is lost
+        return 255
+    return os.waitstatus_to_exitcode(status) if done == pid else None
+
+
+def main() -> None:
+    import marshal
+
+    spec = marshal.loads(sys.stdin.buffer.read())
     log = os.open(spec["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        child = subprocess.Popen(spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True, preexec_fn=parent_death_preexec(spec["child_signal"]))
+        pid = _spawn(spec["argv"], log, spec["child_signal"])
     except OSError as error:
-        print(json.dumps({"error": error.strerror or str(error), "errno": error.errno}), flush=True)
+        print(f"error {error.errno or 0} {error.strerror or error}", flush=True)
         sys.exit(127)
-    print(json.dumps({"pid": child.pid}), flush=True)
+    print(f"pid {pid}", flush=True)
     sys.stdout.close()
-    sys.path.extend(p for p in spec["sys_path"] if p not in sys.path)  # psutil, filelock
+    sys.path[:1] = [spec["package_root"]]  # from here on oi_local itself, psutil and filelock
+    sys.path.extend(p for p in spec["sys_path"] if p not in sys.path)
+    import signal
+    import time
 
     stopping: list[int] = []
     for name in ("SIGTERM", "SIGHUP", "SIGINT"):
         signal.signal(getattr(signal, name), lambda signum, frame: stopping.append(signum))
     users = _Users(spec)
-    while True:
-        try:
-            code = child.wait(timeout=spec["poll"])
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if stopping or (not users.anyone_left() and users.retire()):
+    next_check = time.monotonic()
+    while (code := _exit_status(pid)) is None:  # reaped within 50 ms; users checked every spec["poll"] s
+        now = time.monotonic()
+        if stopping or (now >= next_check and not users.anyone_left() and users.retire()):
             from oi_local.serving.process import stop_process_tree
 
-            stop_process_tree(child.pid, spec["grace"], child)
+            stop_process_tree(pid, spec["grace"])
             sys.exit(0)
+        if now >= next_check:
+            next_check = now + spec["poll"]
+        time.sleep(0.05)
     if stopping:  # stopped on purpose while the program was going down
         sys.exit(0)
-    _report_end(log, child.pid, code)
+    _report_end(log, pid, code)
     _end_like(code)  # the record stays until the next reader drops it: a restart carries its users over
 
 
 def _report_end(log: int, pid: int, code: int) -> None:
+    import signal
+
     what = ""
     if code < 0:
         try:
@@ -194,9 +231,14 @@ def _end_like(code: int) -> None:
     if code >= 0:
         sys.exit(code)
     import resource
+    import signal
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # mirror the signal, not its core dump
     if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
         signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
     sys.exit(128 - code)
+
+
+if __name__ == "__main__":
+    main()
