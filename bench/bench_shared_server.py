@@ -2,7 +2,8 @@
 start-or-reuse), the three should take about as long as one.
 
 Each launcher is a fresh Python process that does what `interpreter --local` does before the chat: start (or
-reuse) the llama.cpp server through oi_local, send one short chat completion (8 tokens), and stop its handle.
+reuse) the llama.cpp server through oi_local, send one chat completion of one token (the endpoint answers), and stop its handle. One
+token, so that the figure is the start and not the generation: three replies on one server take their turns.
 Timed from the moment all of them have imported their modules (Python's own start is the same with or
 without sharing) to the exit of the slowest; the whole time from the spawn is shown too. Baselines in the
 same run: one launcher alone, and three at once each with a server of its own (`reuse=False`, what happened
@@ -38,7 +39,7 @@ LAUNCHER = textwrap.dedent("""
                             reuse=reuse, progress=False)
     ep = server.endpoint
     reply = httpx.post(f"{ep.api_base}/chat/completions", headers={"Authorization": f"Bearer {ep.api_key}"},
-                       json={"model": ep.model_id, "max_tokens": 8, "temperature": 0,
+                       json={"model": ep.model_id, "max_tokens": 1, "temperature": 0,
                              "messages": [{"role": "user", "content": "Say hello."}]}, timeout=600)
     reply.raise_for_status()
     print(server.pid, flush=True)
@@ -103,7 +104,7 @@ def run() -> str:
         ## Three launchers of one model at once (bench/bench_shared_server.py)
 
         Each launcher: a fresh Python process that starts (or reuses) the llama.cpp server through
-        `runners.llamacpp.start(...)` ({model.name}, n_ctx 2048, CPU), sends one chat completion of 8 tokens and
+        `runners.llamacpp.start(...)` ({model.name}, n_ctx 2048, CPU), sends one chat completion of one token (the endpoint answers) and
         stops its handle. Time: from the moment every launcher has imported its modules to the exit of the
         slowest ("whole": from their spawn); median of {RUNS} alternated runs, each in a fresh app home. Ratio
         against one launcher alone (goal <= 1.2 for the shared server).

@@ -189,10 +189,19 @@ def _launch(start: _Start, *, port: int, api_key: str, log_path: Path, timeout: 
                               owner_pid=owner.pid, owner_create_time=owner.create_time, log_path=str(log_path),
                               command=tuple(argv), users=start.users, id=secrets.token_hex(8))
         state.add(record)  # before the server starts: no run ever loses track of it
+        early: BaseException | None = None
         try:
-            process, pid = _spawn(argv, _child_env(spec, api_key), log_path, state, record)
+            pending = _spawn(argv, _child_env(spec, api_key), log_path, state, record)
+            try:
+                if spec.preflight is not None:
+                    spec.preflight()  # while the watchdog boots and the server imports: it costs no start time
+            except BaseException as error:  # the server is stopped once it is known, then this goes on up
+                early = error
+            process, pid = pending()
         except OSError as error:
             state.remove_id(record.id)
+            if early is not None:
+                raise early from None
             raise ServerError(f"Could not run the {runner_name(spec.runner)} ({argv[0]}): {error.strerror or error}. "
                               f"Its log: {log_path}.", kind="exec_failed", log_path=log_path) from error
         watched = process.pid != pid
@@ -201,6 +210,8 @@ def _launch(start: _Start, *, port: int, api_key: str, log_path: Path, timeout: 
                          watchdog_create_time=(process_create_time(process.pid) or 0.0) if watched else 0.0)
         server = start.handle(record, process=process, reused=False)
         try:
+            if early is not None:
+                raise early
             state.update(record)
             log_trimmer.watch(log_path)
             _wait_ready(server, spec, timeout=timeout, progress=start.progress)
@@ -215,24 +226,23 @@ def _launch(start: _Start, *, port: int, api_key: str, log_path: Path, timeout: 
 
 
 def _spawn(argv: list[str], env: Mapping[str, str], log_path: Path, state: ServerState, record: ServerRecord):
-    """(the process to watch, the server's pid): the watchdog and its child on POSIX, else the server itself."""
+    """Start the server; returns a callable giving (the process to watch, the server's pid): the watchdog and
+    its child on POSIX, else the server itself."""
     if os.name == "posix":
         from oi_local.serving import watchdog
 
-        return watchdog.start(argv, log_path=log_path, env=dict(env), state_path=state.path, record_id=record.id)
+        return watchdog.begin(argv, log_path=log_path, env=dict(env), state_path=state.path, record_id=record.id).wait
     from oi_local.serving.process import spawn  # pragma: no cover - Windows
 
     with logs.open_private(log_path) as log_file:
         process = spawn(argv, stdout=log_file, env=env, parent_death_signal=None)
-    return process, process.pid
+    return lambda: (process, process.pid)
 
 
 def _wait_ready(server: ManagedServer, spec: ServerSpec, *, timeout: float, progress: bool) -> None:
     name = runner_name(spec.runner)
     spinner = Loading(f"Loading {spec.model_id} ({name}, port {server.port})", progress)
     try:
-        if spec.preflight is not None:
-            spec.preflight()
         deadline = time.monotonic() + timeout
         while True:
             code = server.returncode()

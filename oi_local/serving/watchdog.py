@@ -34,8 +34,45 @@ def start(argv, *, log_path, env=None, child_signal: int = 9, state_path=None, r
     """Start the watchdog and, through it, `argv`; return (the watchdog's Popen, the program's pid) once the
     program is spawned. `child_signal`: what the program gets when the watchdog dies (9: SIGKILL). Raises
     OSError (errno as for a failed exec) when the program cannot be run."""
+    return begin(argv, log_path=log_path, env=env, child_signal=child_signal, state_path=state_path,
+                 record_id=record_id).wait(timeout)
+
+
+class Pending:
+    """A watchdog on its way: `wait()` gives (its Popen, the program's pid). What the caller does in between
+    (reading the model file's header) overlaps with the watchdog's boot."""
+
+    def __init__(self, process, log_path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    def wait(self, timeout: float | None = None):
+        import select
+
+        from oi_local.env import TIMEOUTS
+
+        process = self.process
+        answer: list[str] = []
+        try:
+            wait = TIMEOUTS.watchdog_start if timeout is None else timeout
+            ready, _, _ = select.select([process.stdout], [], [], wait)
+            answer = (process.stdout.readline() if ready else b"").decode(errors="replace").split(" ", 2)
+            process.stdout.close()
+        except (OSError, ValueError):
+            pass
+        if answer and answer[0] == "pid":
+            return process, int(answer[1])
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if answer and answer[0] == "error" and len(answer) == 3:
+            raise OSError(int(answer[1]), answer[2].strip() or "could not be run")
+        raise OSError(0, f"the watchdog did not start it (status {process.returncode}; see the log {self.log_path})")
+
+
+def begin(argv, *, log_path, env=None, child_signal: int = 9, state_path=None, record_id=None) -> Pending:
+    """Spawn the watchdog with its spec and return at once (see Pending.wait)."""
     import marshal
-    import select
     import subprocess
     from pathlib import Path
 
@@ -56,31 +93,19 @@ def start(argv, *, log_path, env=None, child_signal: int = 9, state_path=None, r
         "package_root": str(Path(__file__).resolve().parents[2]),
         "sys_path": [p for p in sys.path if p],
     }
-    # -S -E: no site-packages scan and no PYTHON* variables: the watchdog itself costs a few milliseconds
+    # -S -E: no site-packages scan and no PYTHON* variables: the watchdog itself costs a few milliseconds.
+    # Imported (not run as a script) so that its cached bytecode is used: compiling it costs more than running it.
+    boot = f"import sys; sys.path[0] = {str(Path(__file__).parent)!r}; import watchdog; watchdog.main()"
     with open_private(Path(log_path)) as log:
-        # imported (not run as a script) so that its cached bytecode is used: compiling it costs more than running it
-        boot = f"import sys; sys.path[0] = {str(Path(__file__).parent)!r}; import watchdog; watchdog.main()"
         process = subprocess.Popen([sys.executable, "-S", "-E", "-c", boot], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
-    answer: list[str] = []
     try:
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         process.stdin.write(marshal.dumps(spec))
         process.stdin.close()
-        wait = TIMEOUTS.watchdog_start if timeout is None else timeout
-        ready, _, _ = select.select([process.stdout], [], [], wait)
-        answer = (process.stdout.readline() if ready else b"").decode(errors="replace").split(" ", 2)
-        process.stdout.close()
     except OSError:
-        pass
-    if answer and answer[0] == "pid":
-        return process, int(answer[1])
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    if answer and answer[0] == "error" and len(answer) == 3:
-        raise OSError(int(answer[1]), answer[2].strip() or "could not be run")
-    raise OSError(0, f"the watchdog did not start it (status {process.returncode}; see the log {log_path})")
+        pass  # it died at once: wait() says so
+    return Pending(process, log_path)
 
 
 # ---------------------------------------------------------------------------------------------- the watchdog
