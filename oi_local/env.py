@@ -97,6 +97,8 @@ class Timeouts:
     system_profiler: float = 15.0  # macOS system_profiler (slow on first call)
     health_request: float = 2.0  # one GET /v1/models to a server this program started
     stop_grace: float = 5.0  # SIGTERM to SIGKILL when stopping a process tree
+    watchdog_poll: float = 0.2  # how often a server's watchdog checks that one of its users still runs
+    watchdog_start: float = 30.0  # the watchdog reporting that it has spawned its server
     llm_silence: float = 300.0  # no byte from the model server for this long ends the request
     tokenize: float = 3.0  # the server's tokenizer route
     download_read: float = 30.0  # no byte from a download for this long is a failure (then retried)

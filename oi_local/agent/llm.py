@@ -197,7 +197,10 @@ def _delta_text(chunk: Any) -> str:
     return content or ""
 
 
-def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mid_stream: bool, timeout: float) -> OiLocalError:
+def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mid_stream: bool, timeout: float,
+                   unmanaged_local: bool = False) -> OiLocalError:
+    """One paragraph for a failed request. `unmanaged_local`: a server on this machine that this program did
+    not start (nothing here can start it again)."""
     where = api_base or f"the provider of {model}"
     name = type(error).__name__
     detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else name
@@ -216,6 +219,9 @@ def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mi
     else:
         what = "could not be reached"
         todo = "Check that the model server is running and that the address and port are right, then try again."
+    if unmanaged_local and what in ("could not be reached", "stopped in the middle of a reply"):
+        todo = ("oi_local did not start that server, so it cannot start it again: start it yourself (the program "
+                f"that serves {where}) and ask again.")
     return OiLocalError(f"The model server at {where} {what} ({name}: {detail}). {todo}")
 
 
@@ -249,6 +255,9 @@ class Llm:
         self.trim_margin: int = 16  # tokens kept free besides max_tokens
         self.last_prompt_tokens: int = 0
         self.last_completion_chars: int = 0
+        # Set by whoever started the server (the face, from its ManagedServer): called with the exception when
+        # a request fails; returns a new endpoint (api_base, api_key) to send the request to once more, or None.
+        self.on_endpoint_failure: Callable[[BaseException], Any] | None = None
         self._counter: TokenCounter | None = None
 
     # -- tokens ---------------------------------------------------------------------------------------
@@ -311,31 +320,55 @@ class Llm:
     def run(self, messages: list[dict], keep_head: int | None = None) -> Iterator[str]:
         """Stream the reply to `messages` (OpenAI format) as text pieces, trimmed to the context window
         (never the first `keep_head` messages). Endpoint failures from the default completions become
-        OiLocalError naming the server; a custom function's errors pass through."""
+        OiLocalError naming the server; a custom function's errors pass through. When the server fails and
+        `on_endpoint_failure` gives a new endpoint (the server was started again), the request is sent once
+        more, unless part of the reply had already been streamed."""
         messages = self.fit_to_context(messages, keep_head)
         self.last_prompt_tokens = self.count_tokens(messages)
-        self.last_completion_chars = 0
-        params = self.request_params(messages)
         function = self.completions
         default = function is litellm_completions
-        if not default:
-            params = _accepted_kwargs(function, params)
-        started = False
-        try:
-            for chunk in function(**params):
-                started = True
-                text = _delta_text(chunk)
-                if text:
-                    self.last_completion_chars += len(text)
-                    yield text
-        except OiLocalError:
-            raise
-        except GeneratorExit:
-            raise
-        except Exception as error:
+        recovered = False
+        while True:
+            self.last_completion_chars = 0
+            params = self.request_params(messages)
             if not default:
+                params = _accepted_kwargs(function, params)
+            started = False
+            try:
+                for chunk in function(**params):
+                    started = True
+                    text = _delta_text(chunk)
+                    if text:
+                        self.last_completion_chars += len(text)
+                        yield text
+                return
+            except OiLocalError:
                 raise
-            raise endpoint_error(error, api_base=self.api_base, model=self.model, mid_stream=started, timeout=self.timeout) from error
+            except GeneratorExit:
+                raise
+            except Exception as error:
+                if not default:
+                    raise
+                if recovered or self._recover(error) is None:
+                    raise endpoint_error(error, api_base=self.api_base, model=self.model, mid_stream=started,
+                                         timeout=self.timeout,
+                                         unmanaged_local=self.on_endpoint_failure is None and self.is_local) from error
+                recovered = True
+                if started:
+                    raise OiLocalError(
+                        f"The model server stopped in the middle of this reply and has been started again at "
+                        f"{self.api_base}: the reply above is incomplete. Ask again to get a whole one."
+                    ) from error
+
+    def _recover(self, error: BaseException) -> Any:
+        """The new endpoint from `on_endpoint_failure` (now used for the next request), or None."""
+        if self.on_endpoint_failure is None:
+            return None
+        endpoint = self.on_endpoint_failure(error)
+        if endpoint is not None:
+            self.api_base = endpoint.api_base
+            self.api_key = endpoint.api_key
+        return endpoint
 
     def cost(self) -> float | None:
         """The cost of the last request in USD when litellm knows the model's price; 0 for local models;

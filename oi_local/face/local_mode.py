@@ -80,6 +80,20 @@ def prepare_endpoint(
     return with_limits(endpoint, context_window=ctx.context_window, max_tokens=ctx.max_tokens), server or started
 
 
+def attach_recovery(interpreter: Any, server: Any) -> None:
+    """When a server this program started dies mid-chat, the agent hears what happened (on stderr), the
+    server is started once more with the same settings and the question is sent again."""
+    hook = getattr(server, "recovery_hook", None)
+    if hook is not None:
+        interpreter.llm.on_endpoint_failure = hook(notify=_tell)
+
+
+def _tell(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
 def summary_line(endpoint: Endpoint) -> str:
     from oi_local import providers
 
@@ -120,4 +134,5 @@ def local_setup(
     )
     endpoint, server = prepare_endpoint(provider, model or "", context)
     interpreter.configure_for(endpoint)
+    attach_recovery(interpreter, server)
     return server

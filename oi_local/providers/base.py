@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from urllib.parse import urlsplit
 
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
+from oi_local.serving.process import ManagedChild, wait_until  # noqa: F401  (moved there; providers import them here)
 
 if TYPE_CHECKING:
     from oi_local.endpoint import Endpoint
@@ -318,94 +316,3 @@ def find_program(name: str, extra_dirs: Sequence[Path] = ()) -> Path | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-class ManagedChild:
-    """A program this process started (e.g. `ollama serve`): its own session, stopped at exit.
-
-    Offers the part of ManagedServer's interface the explorer uses: .endpoint, .healthy(), .stop().
-    """
-
-    def __init__(self, argv: Sequence[str], *, log_path: Path, env: dict[str, str] | None = None) -> None:
-        import atexit
-
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
-        )
-        self.endpoint = None
-        atexit.register(self.stop)
-        _stop_on_sigterm(self)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def healthy(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 10) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except OSError:
-                self.process.terminate()
-            try:
-                self.process.wait(TIMEOUTS.stop_grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except OSError:
-                    self.process.kill()
-                self.process.wait()
-        if not self._log.closed:
-            self._log.close()
-
-    def __enter__(self) -> ManagedChild:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _stop_on_sigterm(child: ManagedChild) -> None:
-    """SIGTERM/SIGHUP skip atexit: stop the child first, then let the previous handler (or the default) act."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is None:
-            continue
-        previous = signal.getsignal(signum)
-
-        def handler(number, frame, previous=previous):
-            child.stop()
-            if callable(previous):
-                previous(number, frame)
-            elif previous != signal.SIG_IGN:
-                signal.signal(number, signal.SIG_DFL)
-                os.kill(os.getpid(), number)
-
-        try:
-            signal.signal(signum, handler)
-        except (ValueError, OSError):
-            pass
-
-
-def wait_until(check, *, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()

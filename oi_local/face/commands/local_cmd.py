@@ -87,6 +87,9 @@ def run(args: Invocation) -> int:
             endpoint, server = picked.endpoint, picked.server
             remember(paths, picked.choice.provider, picked.choice.model, picked.choice.api_base)
         interpreter = build_interpreter(endpoint, args, paths)
+        from oi_local.face.local_mode import attach_recovery
+
+        attach_recovery(interpreter, server)
         announce(endpoint, auto_run=bool(getattr(interpreter, "auto_run", False)))
         from oi_local.face.commands import chat_cmd
 
