@@ -101,7 +101,8 @@ def run(args: Invocation) -> int:
             err.print(f"[yellow]Port {args.port} is taken; using port {server.port}.[/yellow]")
         print_endpoint(console, server, fit)
         console.print("[dim]Press Ctrl-C to stop the server.[/dim]" if not server.reused else
-                      "[dim]This server belongs to the run that started it and stops with it; Ctrl-C leaves it running.[/dim]")
+                      "[dim]Another run started this server and shares it; Ctrl-C leaves it to them (or stops it "
+                      "when this is its last user).[/dim]")
         while True:
             if server.process is not None:
                 try:
@@ -114,8 +115,8 @@ def run(args: Invocation) -> int:
             if error is not None:
                 raise error
     except KeyboardInterrupt:
-        server.stop()
-        err.print("Server stopped." if not server.reused else "Detached from the server.")
+        stopped = server.stop()
+        err.print("Server stopped." if stopped else "Detached from the server: another run still uses it.")
         return 0
     finally:
         server.stop()
