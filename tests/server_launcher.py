@@ -24,10 +24,17 @@ from oi_local.serving.runners import llamacpp
 FIT = Fit(True, 2048, 0, 256, 0, 0, 0, 0, None, "test")
 
 
-def chat(server, max_tokens: int) -> dict:
+SMOLLM2_END_OF_TURN = "2"  # <|im_end|>
+
+
+def chat(server, max_tokens: int, *, to_the_limit: bool = False) -> dict:
+    """Stream one reply. to_the_limit bans the end-of-turn token, so the reply runs all max_tokens long:
+    without it the test model ends its count after about 50 tokens, under a second on a fast machine."""
     ep = server.endpoint
     body = {"model": ep.model_id, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]}
+    if to_the_limit:
+        body["logit_bias"] = {SMOLLM2_END_OF_TURN: -100}
     text, finish, chunks = [], None, 0
     with httpx.stream("POST", f"{ep.api_base}/chat/completions", json=body, timeout=300,
                       headers={"Authorization": f"Bearer {ep.api_key}"}) as response:

@@ -279,12 +279,13 @@ def test_a_server_busy_with_another_users_reply_is_reused_not_duplicated(test_mo
     model_id = f"h12-busy-{secrets.token_hex(3)}"
     with llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False) as first:
         replies = []
-        streaming = threading.Thread(target=lambda: replies.append(chat(first, 400)))
+        streaming = threading.Thread(target=lambda: replies.append(chat(first, 1000, to_the_limit=True)))
         streaming.start()
         try:
-            time.sleep(1.0)
-            assert streaming.is_alive()
-            assert models_status("127.0.0.1", first.port, first.endpoint.api_key, timeout=1.0) is None  # busy
+            deadline = time.monotonic() + 60
+            while models_status("127.0.0.1", first.port, first.endpoint.api_key, timeout=1.0) is not None:
+                assert streaming.is_alive() and time.monotonic() < deadline, "the server never looked busy"
+                time.sleep(0.1)
             again = llamacpp.start(test_model_path, FIT, paths=home, model_id=model_id, progress=False)
             assert streaming.is_alive(), "the reply ended before the second start: the test proves nothing"
             assert again.reused and again.pid == first.pid and llama_servers(model_id) == [first.pid]
@@ -292,4 +293,4 @@ def test_a_server_busy_with_another_users_reply_is_reused_not_duplicated(test_mo
             again.stop()
         finally:
             streaming.join(600)
-        assert replies and replies[0]["chunks"] > 10
+        assert replies and replies[0]["chunks"] > 10 and replies[0]["finish_reason"] == "length"

@@ -408,20 +408,33 @@ def test_platform_folders_and_their_oi_local_parents_are_private(tmp_path, monke
     assert (tmp_path / "data" / APP_NAME).stat().st_mode & 0o777 == 0o700
 
 
+def _folder_another_user_can_reach(as_user: list[str]) -> Path:
+    """A fresh 0755 folder the other user can list (pytest's own folder is private; so may be /tmp's parent)."""
+    for parent in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            root = Path(tempfile.mkdtemp(prefix="oi_local-perm-", dir=parent))
+        except OSError:
+            continue
+        root.chmod(0o755)
+        if subprocess.run([*as_user, "ls", str(root)], capture_output=True).returncode == 0:
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+    pytest.skip("no folder here that a second user can reach")
+
+
 def test_another_user_cannot_list_the_conversations(tmp_path):
     if os.geteuid() != 0 or shutil.which("runuser") is None:
         pytest.skip("needs root and runuser to act as a second user")
     from oi_local.agent import conversations
     from oi_local.machine.paths import app_paths
 
-    root = Path(tempfile.mkdtemp(prefix="oi_local-perm-"))  # reachable by everyone, unlike pytest's folder
+    as_nobody = ["runuser", "-u", "nobody", "--"]
+    root = _folder_another_user_can_reach(as_nobody)
     try:
-        root.chmod(0o755)
         paths = app_paths({"OI_LOCAL_HOME": str(root / "home")})
         conversations.save([{"role": "user", "type": "message", "content": "secret plans"}],
                            paths.conversations / "secret_plans.json")
         paths.ensure()
-        as_nobody = ["runuser", "-u", "nobody", "--"]
         assert subprocess.run([*as_nobody, "ls", str(root)], capture_output=True).returncode == 0  # control
         listing = subprocess.run([*as_nobody, "ls", str(paths.conversations)], capture_output=True, text=True)
         assert listing.returncode != 0 and "secret_plans" not in listing.stdout
