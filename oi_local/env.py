@@ -95,6 +95,7 @@ class Timeouts:
     ollama_start: float = 30.0  # `ollama serve` started here until it answers
     hardware_tool: float = 5.0  # nvidia-smi, rocm-smi, sysctl
     system_profiler: float = 15.0  # macOS system_profiler (slow on first call)
+    llama_build_check: float = 60.0  # a child process importing llama_cpp to ask whether it can use a GPU
     health_request: float = 2.0  # one GET /v1/models to a server this program started
     stop_grace: float = 5.0  # SIGTERM to SIGKILL when stopping a process tree
     llm_silence: float = 300.0  # no byte from the model server for this long ends the request

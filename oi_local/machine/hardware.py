@@ -18,6 +18,7 @@ from oi_local.env import TIMEOUTS
 
 TOOL_TIMEOUT = TIMEOUTS.hardware_tool
 MIB = 1024 * 1024
+GPU_VENDORS = ("nvidia", "amd", "apple")  # GPUs a llama.cpp build for CUDA, HIP/Vulkan or Metal can use
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Hardware:
     gpus: tuple[GPU, ...] = ()
     os: str = ""
     problems: tuple[str, ...] = field(default_factory=tuple)  # "unknown" parts, each with the reason
+    # can the installed llama-cpp-python use a GPU (llama_supports_gpu_offload)? None: no GPU, not asked or
+    # not installed; asked only when there is a GPU (machine/llama_build.py)
+    llama_cpp_gpu: bool | None = None
 
 
 def to_dict(hw: Hardware) -> dict:
@@ -87,8 +91,11 @@ def _run(cmd: list[str], timeout: float = TOOL_TIMEOUT) -> str | None:
     return done.stdout
 
 
-def probe(models_dir: Path | None = None) -> Hardware:
-    """Probe this machine. Never raises: a part that cannot be read is None and explained in `problems`."""
+def probe(models_dir: Path | None = None, *, state_dir: Path | None = None, ask_llama_cpp: bool = True) -> Hardware:
+    """Probe this machine. Never raises: a part that cannot be read is None and explained in `problems`.
+
+    Where there is a GPU, the installed llama.cpp build is asked whether it can use one (a child process the
+    first time, then a cached answer in `state_dir`, by default the app's state folder)."""
     problems: list[str] = []
     total_ram = available_ram = None
     try:
@@ -109,7 +116,11 @@ def probe(models_dir: Path | None = None) -> Hardware:
     except Exception as error:
         problems.append(f"GPUs unknown: {error}")
         gpus = []
+    llama_cpp_gpu = None
+    if ask_llama_cpp and any(g.vendor in GPU_VENDORS for g in gpus):
+        llama_cpp_gpu = _ask_llama_cpp(state_dir, problems)
     return Hardware(
+        llama_cpp_gpu=llama_cpp_gpu,
         total_ram_bytes=total_ram,
         available_ram_bytes=available_ram,
         free_disk_bytes=free_disk,
@@ -119,6 +130,23 @@ def probe(models_dir: Path | None = None) -> Hardware:
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
         problems=tuple(problems),
     )
+
+
+def _ask_llama_cpp(state_dir: Path | None, problems: list[str]) -> bool | None:
+    from oi_local.machine import llama_build
+
+    try:
+        if state_dir is None:
+            from oi_local.machine.paths import app_paths
+
+            state_dir = app_paths().state
+        build = llama_build.check(state_dir)
+    except Exception as error:  # never raise from the probe
+        problems.append(f"llama.cpp build unknown: {error}")
+        return None
+    if build.installed and build.gpu_offload is None and build.problem:
+        problems.append(f"llama.cpp build unknown: {build.problem}")
+    return build.gpu_offload
 
 
 def _free_disk(models_dir: Path | None, problems: list[str]) -> tuple[int | None, Path | None]:
