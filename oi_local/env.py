@@ -83,6 +83,21 @@ def set_hub_offline(environ: MutableMapping[str, str] | None = None) -> None:
     env[HF_HUB_OFFLINE.name] = "1"
 
 
+# ---- set for the llama.cpp server child (only where the user did not set them) -----------------------------
+OMP_WAIT_POLICY = Variable(
+    "OMP_WAIT_POLICY", "PASSIVE",
+    "OpenMP's waiting threads in the llama.cpp server sleep instead of spinning: on a machine busy with other "
+    "work, spinning decode threads were 20x slower (bench/RESULTS.md, decode speed)",
+)
+
+
+def llama_server_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a llama.cpp server child: ours, plus OMP_WAIT_POLICY unless it is set."""
+    child = dict(_env(environ))
+    child.setdefault(OMP_WAIT_POLICY.name, OMP_WAIT_POLICY.default or "PASSIVE")
+    return child
+
+
 # ---- timeouts (seconds) ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@
 # (the hash covers the version, the flags, the toolkit and the Python), with build.json beside it: the backend,
 # the flags, why, and how long the build took (which the next build's estimate uses).
 # Other variables: LLAMA_CPP_VERSION, PYTHON, CMAKE_BUILD_PARALLEL_LEVEL (build jobs, default: all cores),
-# LLAMA_CPP_SDIST (build from this sdist file instead of the package index), CUDA_HOME or
-# CUDA_PATH (the CUDA toolkit when nvcc is not on PATH; default /usr/local/cuda).
+# LLAMA_CPP_SDIST (build from this sdist file instead of the package index), LLAMA_CPP_NO_BUILD_ISOLATION=1
+# (build with the Python's own scikit-build-core, cmake and ninja: a machine without a package index),
+# CUDA_HOME or CUDA_PATH (the CUDA toolkit when nvcc is not on PATH; default /usr/local/cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -243,10 +244,12 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   log="$tmp_dir/build.log"
   source="llama-cpp-python==$LLAMA_CPP_VERSION"
   [ -n "${LLAMA_CPP_SDIST:-}" ] && source="$LLAMA_CPP_SDIST"
+  isolation=()
+  [ "${LLAMA_CPP_NO_BUILD_ISOLATION:-}" = 1 ] && isolation=(--no-build-isolation)
   started=$SECONDS
   set +e
-  env "${build_env[@]}" CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
-    "${pip[@]}" wheel -v --no-deps --no-cache-dir "$source" -w "$tmp_dir" 2>&1 | show_progress "$log"
+  env ${build_env[@]+"${build_env[@]}"} CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
+    "${pip[@]}" wheel -v --no-deps --no-cache-dir ${isolation[@]+"${isolation[@]}"} "$source" -w "$tmp_dir" 2>&1 | show_progress "$log"
   status=${PIPESTATUS[0]}
   set -e
   build_seconds=$((SECONDS - started))

@@ -319,3 +319,32 @@ def test_apple_unified_memory_is_one_pool_with_the_systems_share_kept(sparse):
     f = fit.fit_file(sparse["8b-q8_0"], small)  # 8.5 GB of weights: fits the pool, not at 32768 under 12 GiB
     assert f.fits and f.gpu_bytes <= 12 * GIB and f.host_bytes + f.gpu_bytes <= 15 * GIB
     assert f.n_ctx >= fit.AGENT_MIN_CONTEXT
+
+
+@pytest.mark.server
+@pytest.mark.timeout(300)
+def test_a_random_weight_model_of_a_real_shape_runs_with_the_fits_choice(tmp_path):
+    """A 12-layer 768-wide Q8_0 model written here, fitted on this machine, served by the runner with that fit,
+    answers a completion (the window the fit chose is the one the server has)."""
+    import httpx
+
+    from oi_local.machine import hardware
+    from oi_local.machine.paths import app_paths
+    from oi_local.models import shapes
+    from oi_local.serving.runners import llamacpp
+
+    path = shapes.write(tmp_path / "small.gguf", shapes.SMALL, "Q8_0")
+    paths = app_paths({"OI_LOCAL_HOME": str(tmp_path / "home")}).ensure()
+    hw = hardware.probe(paths.models, state_dir=paths.state)
+    f = fit.fit_file(path, hw)
+    assert f.fits and f.n_ctx == shapes.SMALL.n_ctx_train == 8192
+    server = llamacpp.start(path, f, paths=paths, model_id="small-random", reuse=False, progress=False)
+    try:
+        ep = server.endpoint
+        assert ep.context_window == 8192
+        reply = httpx.post(f"{ep.api_base}/completions", headers={"Authorization": f"Bearer {ep.api_key}"},
+                           json={"prompt": "word word word", "max_tokens": 8, "temperature": 0}, timeout=120)
+        reply.raise_for_status()
+        assert reply.json()["usage"]["completion_tokens"] >= 1
+    finally:
+        server.stop()

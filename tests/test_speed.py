@@ -144,3 +144,28 @@ def test_models_list_shows_the_speed_and_marks_slow_models(tmp_path):
     line = next(line for line in table.splitlines() if "qwen2.5-coder-14b" in line)
     assert "tok/s, slow here" in line
     assert "★" in table
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment from /proc")
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_the_llama_cpp_server_threads_sleep_while_they_wait_unless_told_otherwise(tmp_path, test_model_path,
+                                                                                   monkeypatch, given):
+    """OMP_WAIT_POLICY=PASSIVE for the server child (bench: 2 spinning threads decoded 20x slower on a busy
+    2-core machine); a value the user set is kept."""
+    from oi_local.machine.paths import app_paths
+    from oi_local.serving.runners import llamacpp
+
+    if given is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    paths = app_paths({"OI_LOCAL_HOME": str(tmp_path / "home")}).ensure()
+    f = fit.fit_file(test_model_path, TWO_CORES, n_ctx=1024)
+    server = llamacpp.start(test_model_path, f, paths=paths, model_id="smollm2-135m", reuse=False, progress=False)
+    try:
+        environ = Path(f"/proc/{server.endpoint.pid}/environ").read_bytes().split(b"\0")
+        assert f"OMP_WAIT_POLICY={given or 'PASSIVE'}".encode() in environ
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oi_local.env import llama_server_env
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
 from oi_local.serving.ports import LOOPBACK
@@ -95,7 +96,8 @@ def start(
 
         return start_server(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id,
                             fit=fit, paths=paths, host=host, port=port, api_key=api_key, reuse=reuse,
-                            reuse_args=reuse_args, timeout=timeout, progress=progress, preflight=check)
+                            reuse_args=reuse_args, timeout=timeout, progress=progress, preflight=check,
+                            env=llama_server_env())
 
     try:
         return launch(chat_format, preflight)
