@@ -115,10 +115,6 @@ def compute_bytes(arch: Architecture, n_ctx: int, *, on_gpu: bool = False, vocab
     return ubatch * n_ctx * (heads + 1) * 4 + activations + ubatch * n_ctx * heads * 2
 
 
-def _gb(n: int | float) -> str:
-    return format_bytes(n)
-
-
 @dataclass(frozen=True)
 class _Budget:
     ram: int | None  # usable RAM for the model
@@ -183,7 +179,6 @@ def fit_model(
     *,
     n_ctx: int | None = None,
     max_ctx: int = 32768,
-    kv_bytes_per_element: float | None = None,
     vocab_size: int | None = None,
     logits_all: bool = False,
     layout: Layout | None = None,
@@ -201,13 +196,11 @@ def fit_model(
     the decode speed estimate (machine/speed.py)."""
     if kv_type != "f16" and not flash_attn:
         raise ValueError("llama.cpp quantizes the KV cache only with flash attention on")
-    if kv_bytes_per_element is not None:
-        kv_type = "q8_0" if kv_bytes_per_element < 2 else "f16"
     budget = _budget(hw, use_gpu)
     layers = arch.block_count + 1  # llama.cpp counts the output layer as one more offloadable layer
     vocab = vocab_size or getattr(arch, "vocab_size", None) or DEFAULT_VOCAB
     layout = layout or memory.estimate_layout(arch, weights_bytes)
-    per_element = kv_bytes_per_element or memory.KV_BYTES[kv_type]
+    per_element = memory.KV_BYTES[kv_type]
 
     def estimate(ctx: int, gpu_layers: int) -> _Estimate:
         extra = (ctx + N_UBATCH) * vocab * 4 if logits_all else 0
@@ -231,13 +224,11 @@ def fit_model(
     def rate(e: _Estimate) -> float | None:
         if bandwidth is None:
             return None
-        kv_read = kv_cache_bytes(arch, min(e.ctx, KV_DECODE_TOKENS), per_element)
+        host, gpu = memory.bytes_read_per_token(layout, arch.block_count, e.layers_on_gpu)
         on_gpu = min(e.layers_on_gpu, arch.block_count)
-        gpu_read = e.alloc.gpu_weights + kv_read * on_gpu // max(1, arch.block_count)
-        host_read = max(0, layout.total - layout.token_embd - e.alloc.gpu_weights) + kv_read - (gpu_read - e.alloc.gpu_weights)
-        if budget.unified and e.layers_on_gpu:
-            gpu_read, host_read = gpu_read + host_read, 0
-        return speed.tokens_per_second(host_bytes=host_read, gpu_bytes=gpu_read, host_layers=arch.block_count - on_gpu,
+        kv_read = kv_cache_bytes(arch, min(e.ctx, KV_DECODE_TOKENS), per_element) // max(1, arch.block_count)
+        return speed.tokens_per_second(host_bytes=host + kv_read * (arch.block_count - on_gpu),
+                                       gpu_bytes=gpu + kv_read * on_gpu, host_layers=arch.block_count - on_gpu,
                                        gpu_layers=on_gpu, bandwidth=bandwidth)
 
     def make(e: _Estimate, fits: bool, reason: str, device: str) -> Fit:
@@ -274,10 +265,10 @@ def fit_model(
         for ctx in ctxs:
             e = estimate(ctx, layers)
             if budget.unified and e.host + e.gpu <= pool and e.gpu <= budget.vram:
-                return make(e, True, f"fits in unified memory on {budget.gpu_name}: needs {_gb(e.host + e.gpu)}, "
-                            f"{_gb(pool)} usable{short(ctx)}", "unified")
+                return make(e, True, f"fits in unified memory on {budget.gpu_name}: needs {format_bytes(e.host + e.gpu)}, "
+                            f"{format_bytes(pool)} usable{short(ctx)}", "unified")
             if not budget.unified and e.gpu <= budget.vram and host_ok(e):
-                return make(e, True, f"fits on {budget.gpu_name}: needs {_gb(e.gpu)} of {_gb(budget.vram)} free "
+                return make(e, True, f"fits on {budget.gpu_name}: needs {format_bytes(e.gpu)} of {format_bytes(budget.vram)} free "
                             f"GPU memory, all {layers} layers{short(ctx)}", "gpu")
         ctx = ctxs[-1]
         for gpu_layers in range(layers - 1, 0, -1):
@@ -285,7 +276,7 @@ def fit_model(
             if e.gpu <= budget.vram:
                 if (e.host + e.gpu <= pool) if budget.unified else host_ok(e):
                     return make(e, True, f"partly on {budget.gpu_name}: {gpu_layers} of {layers} layers "
-                                f"({_gb(e.gpu)} of {_gb(budget.vram)} GPU memory), the rest in RAM{short(ctx)}",
+                                f"({format_bytes(e.gpu)} of {format_bytes(budget.vram)} GPU memory), the rest in RAM{short(ctx)}",
                                 "partial")
                 break
         return None
@@ -294,9 +285,9 @@ def fit_model(
         for ctx in ctxs:
             e = estimate(ctx, 0)
             if ram is None:
-                return make(e, True, f"needs {_gb(e.host)}; free RAM is unknown{short(ctx)}", "cpu")
+                return make(e, True, f"needs {format_bytes(e.host)}; free RAM is unknown{short(ctx)}", "cpu")
             if e.host <= ram:
-                return make(e, True, f"fits in RAM: needs {_gb(e.host)}, {_gb(ram)} free{short(ctx)}", "cpu")
+                return make(e, True, f"fits in RAM: needs {format_bytes(e.host)}, {format_bytes(ram)} free{short(ctx)}", "cpu")
         return None
 
     for group in (preferred, smaller):
@@ -309,10 +300,10 @@ def fit_model(
     if budget.unified:
         e = estimate(preferred[-1], layers)
         pool = ram if ram is not None else budget.vram
-        return make(e, False, f"needs {_gb(e.host + e.gpu)}, {_gb(pool)} usable", "unified")
-    where = f"{_gb(ram)} free RAM" if ram is not None else "free RAM unknown"
-    where += f" and {_gb(budget.vram)} GPU memory" if budget.vram else ""
-    return make(e, False, f"needs {_gb(e.host)}, {where}", "cpu")
+        return make(e, False, f"needs {format_bytes(e.host + e.gpu)}, {format_bytes(pool)} usable", "unified")
+    where = f"{format_bytes(ram)} free RAM" if ram is not None else "free RAM unknown"
+    where += f" and {format_bytes(budget.vram)} GPU memory" if budget.vram else ""
+    return make(e, False, f"needs {format_bytes(e.host)}, {where}", "cpu")
 
 
 def _contexts(arch: Architecture, n_ctx: int | None, max_ctx: int) -> list[int]:

@@ -169,6 +169,17 @@ def allocate(arch: Architecture, layout: Layout, n_ctx: int, n_gpu_layers: int, 
                       host_weights=host_weights, host_kv=kv_host, host_compute=host_compute)
 
 
+def bytes_read_per_token(layout: Layout, n_layer: int, n_gpu_layers: int) -> tuple[int, int]:
+    """(host, GPU) weight bytes one decoded token reads: every layer where it sits, the output matrix (with tied
+    embeddings: the embedding table) where the output layer is; of the input table only one row."""
+    gpu_layers = max(0, min(n_gpu_layers, n_layer + 1))
+    repeating_on_gpu = min(gpu_layers, n_layer)
+    output_on_gpu = gpu_layers == n_layer + 1
+    gpu = repeating_on_gpu * layout.per_layer + (layout.output if output_on_gpu else 0)
+    host = (n_layer - repeating_on_gpu) * layout.per_layer + (0 if output_on_gpu else layout.output)
+    return host, gpu
+
+
 def ub_host_bytes(arch: Architecture, n_ctx: int, vocab: int) -> int:
     """The host side of a GPU run's compute (inputs, the embeddings of a micro-batch, the logits read back)."""
     ub = min(N_UBATCH, n_ctx)
