@@ -36,12 +36,13 @@ def cpu_logs(folder: Path, test_model: Path | None) -> list[str]:
     from bench import measure
     from oi_local.models import memory, shapes
 
+    issue = shapes.write_issue_shapes(folder)
     cases = [
         ("tiny F16, random", shapes.write(folder / "tiny.gguf", shapes.TINY, "F16"), (2048, 4096)),
         ("small Q8_0, random", shapes.write(folder / "small.gguf", shapes.SMALL, "Q8_0"), (2048, 8192)),
-        ("1.5B-shape F16, sparse", shapes.write(folder / "l15.gguf", shapes.LLAMA_1_5B, "F16", sparse=True), (2048, 8192, 32768)),
-        ("8B-shape Q8_0, sparse", shapes.write(folder / "l8.gguf", shapes.LLAMA_8B, "Q8_0", sparse=True), (8192,)),
-        ("70B-shape F16, sparse", shapes.write(folder / "l70.gguf", shapes.LLAMA_70B, "F16", sparse=True), (2048, 8192)),
+        ("1.5B-shape F16, sparse", issue["1.5b-f16"], (2048, 8192, 32768)),
+        ("8B-shape Q8_0, sparse", issue["8b-q8_0"], (8192,)),
+        ("70B-shape F16, sparse", issue["70b-f16"], (2048, 8192)),
     ]
     if test_model is not None:
         cases.insert(0, ("test model (SmolLM2-135M Q4_1)", test_model, (2048, 8192)))
@@ -109,9 +110,7 @@ def rss(test_model: Path) -> list[str]:
 def gpu_issue(folder: Path) -> list[str]:
     from oi_local.models import fit
 
-    l15 = folder / "l15.gguf"
-    l8 = folder / "l8.gguf"
-    l70 = folder / "l70.gguf"
+    l15, l8, l70 = (folder / f"{name}.gguf" for name in ("1.5b-f16", "8b-q8_0", "70b-f16"))  # written by cpu_logs
     from bench.measure import h200
 
     hw = h200()

@@ -94,10 +94,10 @@ def run() -> str:
                          f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
                          f"{options[best_key]:.1f} | {auto / options[best_key]:.2f} | {listed} |")
         gpu = []
-        for name_, shape, kind, measured in (("1.5B-shape F16", shapes.LLAMA_1_5B, "F16", 607.7),
-                                             ("8B-shape Q8_0", shapes.LLAMA_8B, "Q8_0", 211.5),
-                                             ("70B-shape F16", shapes.LLAMA_70B, "F16", 26.7)):
-            path = shapes.write(folder / f"{shape.name}.gguf", shape, kind, sparse=True)
+        issue = shapes.write_issue_shapes(folder)
+        for name_, key, measured in (("1.5B-shape F16", "1.5b-f16", 607.7), ("8B-shape Q8_0", "8b-q8_0", 211.5),
+                                     ("70B-shape F16", "70b-f16", 26.7)):
+            path = issue[key]
             f = fit.fit_file(path, measure.h200(), bandwidth=speed.Bandwidth(host=60e9, gpu=speed.gpu_bandwidth("NVIDIA H200")))
             gpu.append(f"| {name_} | all {f.n_gpu_layers} layers, n_ctx {f.n_ctx} | {f.tokens_per_second:.1f} | "
                        f"{measured} | {f.tokens_per_second / measured - 1:+.0%} |")

@@ -234,12 +234,7 @@ def sparse(tmp_path_factory):
     """name -> a sparse GGUF of the issue's shapes (no disk used for the weights)."""
     from oi_local.models import shapes
 
-    folder = tmp_path_factory.mktemp("shapes")
-    return {
-        "1.5b-f16": shapes.write(folder / "l15.gguf", shapes.LLAMA_1_5B, "F16", sparse=True),
-        "8b-q8_0": shapes.write(folder / "l8.gguf", shapes.LLAMA_8B, "Q8_0", sparse=True),
-        "70b-f16": shapes.write(folder / "l70.gguf", shapes.LLAMA_70B, "F16", sparse=True),
-    }
+    return shapes.write_issue_shapes(tmp_path_factory.mktemp("shapes"))
 
 
 def _allocation(path: Path, n_ctx: int, n_gpu_layers: int):

@@ -52,12 +52,9 @@ def test_labels_and_the_slow_mark():
 
 @pytest.fixture(scope="module")
 def shaped(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speed")
-    return {
-        "1.5b-f16": shapes.write(folder / "l15.gguf", shapes.LLAMA_1_5B, "F16", sparse=True),
-        "8b-q8_0": shapes.write(folder / "l8.gguf", shapes.LLAMA_8B, "Q8_0", sparse=True),
-        "70b-f16": shapes.write(folder / "l70.gguf", shapes.LLAMA_70B, "F16", sparse=True),
-    }
+    """name -> a sparse GGUF of the issue's shapes (no disk used for the weights)."""
+
+    return shapes.write_issue_shapes(tmp_path_factory.mktemp("speed"))
 
 
 def _h200(free: int | None = None) -> Hardware:

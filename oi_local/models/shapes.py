@@ -177,6 +177,16 @@ def write(path: Path, shape: Shape, weight_type: str = "F16", *, sparse: bool = 
     return path
 
 
+# The shapes the issue measured on an H200, with the weight types it used: name -> (shape, type).
+ISSUE_SHAPES = {"1.5b-f16": (LLAMA_1_5B, "F16"), "8b-q8_0": (LLAMA_8B, "Q8_0"), "70b-f16": (LLAMA_70B, "F16")}
+
+
+def write_issue_shapes(folder: Path) -> dict[str, Path]:
+    """The issue's three shapes as sparse files in `folder` (header and tensor table; no disk used for weights)."""
+    return {name: write(Path(folder) / f"{name}.gguf", shape, kind, sparse=True)
+            for name, (shape, kind) in ISSUE_SHAPES.items()}
+
+
 def weights_bytes(shape: Shape, weight_type: str = "F16") -> int:
     """The tensor data of `shape` in `weight_type`, as llama.cpp loads it."""
     import gguf
