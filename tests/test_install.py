@@ -202,7 +202,8 @@ def fake_sdist(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_build_shows_its_steps_records_itself_and_is_cached(tmp_path, fake_sdist):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "LLAMA_CPP_VERSION": "0.0.1",
-           "LLAMA_CPP_SDIST": str(fake_sdist), "CMAKE_BUILD_PARALLEL_LEVEL": "2", "CMAKE_ARGS": "-DGGML_NATIVE=OFF"}
+           "LLAMA_CPP_SDIST": str(fake_sdist), "CMAKE_BUILD_PARALLEL_LEVEL": "2", "CMAKE_ARGS": "-DGGML_NATIVE=OFF",
+           "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(INSTALL), "--wheel-only"], capture_output=True, text=True, env=env, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -224,9 +225,11 @@ def test_a_build_shows_its_steps_records_itself_and_is_cached(tmp_path, fake_sdi
 def test_a_failed_build_shows_the_end_of_its_log_and_caches_nothing(tmp_path, fake_sdist):
     (fake_sdist / "fail.txt").write_text("FAIL\n")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "LLAMA_CPP_VERSION": "0.0.2",
-           "LLAMA_CPP_SDIST": str(fake_sdist), "CMAKE_ARGS": "-DGGML_NATIVE=OFF"}
+           "LLAMA_CPP_SDIST": str(fake_sdist), "CMAKE_ARGS": "-DGGML_NATIVE=OFF", "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(INSTALL), "--wheel-only"], capture_output=True, text=True, env=env, timeout=280)
     assert done.returncode == 1
     assert "build failed" in done.stderr and "the compiler stand-in failed on purpose" in done.stderr
     assert "--cpu" in done.stderr
     assert not list((tmp_path / "cache").rglob("*.whl"))
+    kept = re.search(r"the full log is kept in (\S+)\.", done.stderr).group(1)
+    assert Path(kept).is_file() and Path(kept).is_relative_to(tmp_path)  # for the user to read
