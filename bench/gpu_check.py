@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -56,12 +58,14 @@ def run_placement(path: Path, n_ctx: int, layers: int, folder: Path, threads: in
         measure.decode_rate(s.base, tokens=8)
         rate = max(measure.decode_rate(s.base, tokens=tokens) for _ in range(2))
         used = gpu_used()
+        rss = psutil.Process(s.process.pid).memory_info().rss  # the host side: calibrates fit.GPU_HOST_RUNTIME
         found = memory.parse_log(s.log())
     return {
         "n_ctx": n_ctx, "n_gpu_layers": layers, "load_seconds": round(load_seconds, 1), "tokens_per_second": rate,
         "logged_gpu_bytes": memory.gpu_bytes_in_log(found), "logged_host_bytes": memory.host_bytes_in_log(found),
         "logged": {f"{d} {k}": n for (d, k), n in found.items()},
         "gpu_used_bytes": None if used is None or before is None else used - before,
+        "server_rss_bytes": rss,
     }
 
 
@@ -123,6 +127,7 @@ def check(out: Path, *, cpu_selftest: bool, seconds: float, with_70b: bool) -> d
             a = estimate(path, f.n_ctx, f.n_gpu_layers)
             result["cases"].append({"name": "70B-shape F16 (sparse: zero weights)", "kind": "the fit's choice",
                                     "fit": {"n_ctx": f.n_ctx, "n_gpu_layers": f.n_gpu_layers, "gpu_bytes": f.gpu_bytes,
+                                            "host_bytes": f.host_bytes,
                                             "tokens_per_second": f.tokens_per_second, "reason": f.reason},
                                     "estimated_gpu_alloc": a.gpu, "estimated_host_alloc": a.host, "auto": run})
         else:
@@ -143,7 +148,8 @@ def report(result: dict, build: dict | None) -> str:
     if "error" in result:
         return "\n".join(lines + ["", f"STOPPED: {result['error']}."])
     lines += ["", "| model | what | n_ctx, GPU layers | GPU buffers logged / estimated | nvidia-smi used / fit's GPU need "
-              "| tok/s measured / estimated | tok/s with --n_gpu_layers -1 | auto / all |", "|---|---|---|---|---|---|---|---|"]
+              "| host: server RSS / fit's RAM need | tok/s measured / estimated | tok/s with --n_gpu_layers -1 | auto / all |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for case in result["cases"]:
         auto, f = case["auto"], case["fit"]
         logged, est = auto["logged_gpu_bytes"], case["estimated_gpu_alloc"]
@@ -156,6 +162,7 @@ def report(result: dict, build: dict | None) -> str:
         ratio = f"{auto['tokens_per_second'] / full['tokens_per_second']:.3f}" if full else "n/a"
         lines.append(f"| {case['name']} | {case['kind']} | {auto['n_ctx']}, {auto['n_gpu_layers']} "
                      f"| {logged / GB:.2f} / {est / GB:.2f} GB{err} | {used_text} "
+                     f"| {auto['server_rss_bytes'] / GB:.2f} / {f.get('host_bytes', 0) / GB:.2f} GB "
                      f"| {auto['tokens_per_second']:.1f} / {est_rate} | {full_rate} | {ratio} |")
     for item in result["skipped"]:
         lines.append(f"\nSkipped: {item}.")

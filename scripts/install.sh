@@ -155,14 +155,24 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1 && ls "$legacy_dir"/
 fi
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)}"
 
-# Seconds a build takes here: the last build of this backend in the cache (its seconds x jobs, spread over
-# this build's jobs), else measured figures: CPU 6 min on 2 jobs (the build machine of this project), CUDA
-# for one architecture without FlashAttention kernels 193 s on 16 jobs (an H200 machine).
+# Seconds a build takes here: the work of the last build of this backend in the cache (build.json: its time x
+# the cores its jobs had), else measured figures (CPU: 6 min on 2 jobs on this project's build machine; CUDA for
+# one architecture without FlashAttention kernels: 193 s on 16 jobs on an H200 machine), spread over the cores
+# this build's jobs get now: on a busy machine (1-minute load average above the free cores) they share them.
 estimate_seconds() {
-  local recorded
-  recorded=$("$key_python" - "$wheels_root" "$backend" "$jobs" <<'PY' 2>/dev/null || true
-import json, pathlib, sys
+  "$key_python" - "$wheels_root" "$backend" "$jobs" <<'PY' 2>/dev/null || echo 400
+import json, os, pathlib, sys
+
 root, backend, jobs = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+cores = os.cpu_count() or 1
+serial = 40.0  # pip, configure, link, pack
+
+
+def cores_for(jobs, load):
+    return min(jobs, cores) if load + jobs <= cores else cores * jobs / (load + jobs)
+
+
+work = {"cuda": 153 * 16, "hip": 153 * 16, "metal": 700}.get(backend, 320 * 2)  # core-seconds
 found = []
 for path in root.glob("*/build.json"):
     try:
@@ -173,28 +183,19 @@ for path in root.glob("*/build.json"):
         found.append((path.stat().st_mtime, info))
 if found:
     info = max(found, key=lambda pair: pair[0])[1]
-    serial = 40.0
-    work = max(0.0, info["build_seconds"] - serial) * info["jobs"]
-    print(int(serial + work / max(1, jobs)))
+    work = max(1.0, info["build_seconds"] - serial) * cores_for(info["jobs"], info.get("load_before") or 0.0)
+load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+print(int(serial + work / cores_for(jobs, load)))
 PY
-)
-  if [ -n "$recorded" ]; then echo "$recorded"; return; fi
-  local serial=40 work
-  case "$backend" in
-    cuda) work=2450 ;;   # (193 - 40) s x 16 jobs
-    hip) work=2450 ;;    # not measured: taken as CUDA's
-    metal) work=700 ;;   # not measured: the CPU build and the Metal shaders
-    *) work=640 ;;       # (360 - 40) s x 2 jobs
-  esac
-  echo $(( serial + work / (jobs > 0 ? jobs : 1) ))
 }
+load_now() { "$key_python" -c 'import os; print(round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else 0)' 2>/dev/null || echo 0; }
 human() { local s=$1; if [ "$s" -lt 90 ]; then echo "$s seconds"; else echo "$(( (s + 30) / 60 )) minutes"; fi; }
 
 if [ "$dry_run" = 1 ]; then
   if ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     say "wheel: cached in $wheel_dir (nothing to build)"
   else
-    say "wheel: not built yet; building it here would take about $(human "$(estimate_seconds)") ($jobs jobs) and cache it in $wheel_dir"
+    say "wheel: not built yet; building it here would take about $(human "$(estimate_seconds)") ($jobs jobs, load $(load_now)) and cache it in $wheel_dir"
   fi
   exit 0
 fi
@@ -239,7 +240,8 @@ show_progress() {
 if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   wheel_dir="$wheels_root/${LLAMA_CPP_VERSION}-${backend}-${key}"
   estimate=$(estimate_seconds)
-  say "building llama-cpp-python $LLAMA_CPP_VERSION ($backend): about $(human "$estimate") on this machine ($jobs jobs); cached afterwards in $wheel_dir"
+  load_before=$(load_now)
+  say "building llama-cpp-python $LLAMA_CPP_VERSION ($backend): about $(human "$estimate") on this machine ($jobs jobs, load $load_before); cached afterwards in $wheel_dir"
   tmp_dir=$(mktemp -d)
   log="$tmp_dir/build.log"
   source="llama-cpp-python==$LLAMA_CPP_VERSION"
@@ -265,17 +267,18 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   rm -f "$wheel_dir/build.json"
   say "built in $build_seconds s (estimated $estimate s)"
 else
-  build_seconds=""
+  build_seconds="" load_before=""
 fi
 if [ ! -f "$wheel_dir/build.json" ]; then
   # how this wheel was built: read by `oi-local bundle create`, and by the next build's time estimate
   .venv/bin/python - "$wheel_dir/build.json" "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" "$backend" "$why" "$toolkit" \
-      "$gpu_name" "$build_seconds" "$jobs" <<'PY'
+      "$gpu_name" "$build_seconds" "$jobs" "$load_before" <<'PY'
 import json, platform, sys
-path, version, cmake_args, backend, why, toolkit, gpu, seconds, jobs = sys.argv[1:10]
+path, version, cmake_args, backend, why, toolkit, gpu, seconds, jobs, load = sys.argv[1:11]
 info = {"package": "llama-cpp-python", "version": version, "cmake_args": cmake_args, "backend": backend,
         "why": why, "toolkit": toolkit or None, "gpu": gpu or None,
         "build_seconds": int(seconds) if seconds else None, "jobs": int(jobs) if seconds else None,
+        "load_before": float(load) if seconds and load else None,
         "python": platform.python_version(), "implementation": platform.python_implementation(),
         "machine": platform.machine(), "system": platform.system()}
 with open(path, "w") as out:
