@@ -73,7 +73,7 @@ choose_build() {
     return
   fi
   if [ "$force" = cpu ]; then
-    why="--cpu asks for the portable CPU build"
+    why="--cpu asks for it"
   elif [ "$os" = Darwin ] && [ "$machine" = arm64 ]; then
     backend=metal why="Apple Silicon ($machine): Metal, on the GPU that shares the Mac's memory"
     CMAKE_ARGS="-DGGML_METAL=on"
