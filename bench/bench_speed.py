@@ -11,6 +11,7 @@ real model's speed.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -20,22 +21,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _measure(path: Path, n_ctx: int, folder: Path, threads: int, *, flash: bool = False, kv: str = "f16",
-             spin: bool = False) -> float:
-    """Median decode tok/s of 3 runs; `spin`: OpenMP's default waiting (threads spin) instead of oi_local's PASSIVE."""
+def _settings_env(spin: bool) -> dict[str, str]:
     import os
 
-    from bench import measure
     from oi_local.env import llama_server_env
 
-    extra = ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
-    if flash:
-        extra += ["--flash_attn", "True"]
-    if kv == "q8_0":
-        extra += ["--type_k", "8", "--type_v", "8"]
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} if spin else llama_server_env()
-    with measure.server(path, n_ctx, folder / "server.log", extra=tuple(extra), env=env) as s:
-        return statistics.median(measure.decode_rate(s.base, tokens=32) for _ in range(3))
+    return {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} if spin else llama_server_env()
+
+
+def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 4) -> dict[tuple, float]:
+    """Median decode tok/s of each setting; all their servers run side by side and are measured in turns, so a
+    change in the machine's load falls on every setting alike."""
+    from bench import measure
+
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for index, (key, s) in enumerate(settings.items()):
+            extra = ["--n_threads", str(s["threads"]), "--n_threads_batch", str(s["threads"])]
+            if s.get("flash"):
+                extra += ["--flash_attn", "True"]
+            if s.get("kv") == "q8_0":
+                extra += ["--type_k", "8", "--type_v", "8"]
+            servers[key] = stack.enter_context(measure.server(path, s["n_ctx"], folder / f"server-{index}.log",
+                                                              extra=tuple(extra), env=_settings_env(s.get("spin", False))))
+        rates: dict[tuple, list[float]] = {key: [] for key in settings}
+        for _ in range(rounds):
+            for key, server in servers.items():
+                rates[key].append(measure.decode_rate(server.base, tokens=32))
+    return {key: statistics.median(values) for key, values in rates.items()}
 
 
 def run() -> str:
@@ -51,8 +64,8 @@ def run() -> str:
     cores = hw.cpu.physical_cores or 1
     bandwidths = [speed.measure_host_bandwidth(cores) for _ in range(3)]
     host = statistics.median(bandwidths)
-    bandwidth = speed.Bandwidth(host=host)
-    rows, tuned, ratios, efficiency = [], [], [], []
+    bandwidth = speed.Bandwidth(host=host, cores=cores)
+    rows, tuned, ratios, gpu = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="oi-bench-speed-") as name:
         folder = Path(name)
         m1 = shapes.Shape("1B-shape", n_layer=16, n_embd=2048, n_head=32, n_head_kv=8, n_ff=8192, n_vocab=32000,
@@ -68,32 +81,32 @@ def run() -> str:
         for label, path in models:
             info = gguf_info.read(path)
             f = fit.fit_file(path, hw, bandwidth=bandwidth)
-            measured = _measure(path, f.n_ctx, folder, cores)
+            auto = {"threads": cores, "n_ctx": f.n_ctx}  # what oi_local's runner starts
+            settings = {("auto",): auto}
+            tune = label in (models[0][0], models[2][0])
+            if tune:
+                for threads in sorted({1, cores}):
+                    for spin in (False, True):
+                        settings[(threads, "spin" if spin else "passive", f.n_ctx, "off", "f16")] = {
+                            "threads": threads, "n_ctx": f.n_ctx, "spin": spin}
+                    settings[(threads, "passive", 2048, "off", "f16")] = {"threads": threads, "n_ctx": 2048}
+                    settings[(threads, "passive", f.n_ctx, "on", "f16")] = {"threads": threads, "n_ctx": f.n_ctx,
+                                                                            "flash": True}
+                    settings[(threads, "passive", f.n_ctx, "on", "q8_0")] = {"threads": threads, "n_ctx": f.n_ctx,
+                                                                             "flash": True, "kv": "q8_0"}
+            rates = _sweep(path, folder, settings)
+            measured = rates.pop(("auto",))
             read = info.weights_bytes - info.token_embd_bytes
-            efficiency.append(measured * read / host)
             rows.append(f"| {label} | {read / 1e6:.0f} MB, {info.block_count} layers | {f.n_ctx} | "
                         f"{f.tokens_per_second:.1f} | {measured:.1f} | {f.tokens_per_second / measured - 1:+.0%} "
-                        f"| {measured * read / 1e9:.2f} GB/s = {measured * read / host:.2f} of the measured |")
-        for label, path in (models[0], models[2]):
-            f = fit.fit_file(path, hw, bandwidth=bandwidth)
-            options = {}
-            for threads in sorted({1, cores}):
-                for spin in (False, True):
-                    options[(threads, "spin" if spin else "passive", f.n_ctx, "off", "f16")] = _measure(
-                        path, f.n_ctx, folder, threads, spin=spin)
-            auto = options[(cores, "passive", f.n_ctx, "off", "f16")]
-            best_threads = max((k for k in options), key=options.get)[0]
-            options[(best_threads, "passive", 2048, "off", "f16")] = _measure(path, 2048, folder, best_threads)
-            options[(best_threads, "passive", f.n_ctx, "on", "f16")] = _measure(path, f.n_ctx, folder, best_threads, flash=True)
-            options[(best_threads, "passive", f.n_ctx, "on", "q8_0")] = _measure(path, f.n_ctx, folder, best_threads,
-                                                                                flash=True, kv="q8_0")
-            best_key = max(options, key=options.get)
-            ratios.append(auto / options[best_key])
-            listed = "; ".join(f"{t} thr {w}, n_ctx {c}, FA {fa}, {kv}: {v:.1f}" for (t, w, c, fa, kv), v in options.items())
-            tuned.append(f"| {label} | {cores} threads (passive), n_ctx {f.n_ctx}, FA off, f16 KV: {auto:.1f} | "
-                         f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
-                         f"{options[best_key]:.1f} | {auto / options[best_key]:.2f} | {listed} |")
-        gpu = []
+                        f"| {measured * read / 1e9:.2f} GB/s = {measured * read / host:.2f} of the measured bandwidth |")
+            if tune:
+                best_key = max(rates, key=rates.get)
+                ratios.append(measured / rates[best_key])
+                listed = "; ".join(f"{t} thr {w}, n_ctx {c}, FA {fa}, {kv}: {v:.1f}" for (t, w, c, fa, kv), v in rates.items())
+                tuned.append(f"| {label} | {cores} threads (passive), n_ctx {f.n_ctx}, FA off, f16 KV: {measured:.1f} | "
+                             f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
+                             f"{rates[best_key]:.1f} | {measured / rates[best_key]:.2f} | {listed} |")
         issue = shapes.write_issue_shapes(folder)
         for name_, key, measured in (("1.5B-shape F16", "1.5b-f16", 607.7), ("8B-shape Q8_0", "8b-q8_0", 211.5),
                                      ("70B-shape F16", "70b-f16", 26.7)):
@@ -105,11 +118,14 @@ def run() -> str:
         "## Decode speed: estimate before download vs real runs; automatic choice vs hand-tuned",
         "",
         f"Host bandwidth measured in this run: {', '.join(f'{b / 1e9:.1f}' for b in bandwidths)} GB/s (median "
-        f"{host / 1e9:.1f} GB/s; {cores} threads summing a 128 MiB array). Estimate: `fit.fit_file(model, hw, "
-        "bandwidth=...).tokens_per_second` = 1 / (bytes read per token / (bandwidth x HOST_EFFICIENCY "
-        f"{speed.HOST_EFFICIENCY}) + layers x {speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us). Measured: "
+        f"{host / 1e9:.1f} GB/s; {cores} threads summing a 256 MiB integer array). Estimate: `fit.fit_file(model, hw, "
+        "bandwidth=...).tokens_per_second` = 1 / (bytes read per token / min(bandwidth x HOST_EFFICIENCY "
+        f"{speed.HOST_EFFICIENCY}, {cores} cores x {speed.PER_CORE_BYTES_PER_SECOND / 1e9:.1f} GB/s) + layers x "
+        f"{speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us + {speed.PER_TOKEN_HOST * 1e3:.0f} ms); here the cores' "
+        f"{speed.Bandwidth(host=host, cores=cores).host_rate / 1e9:.1f} GB/s is the limit. Measured: "
         f"`python -m llama_cpp.server --n_ctx <fit> --n_threads {cores} --logits_all False` with OMP_WAIT_POLICY=PASSIVE "
-        "(as oi_local's runner starts it), a 32-token completion less a 1-token one of the same prompt, median of 3.",
+        "(as oi_local's runner starts it), a 32-token completion less a 1-token one of the same prompt; every setting of "
+        "a model runs as its own server side by side with the others, measured in turns, 4 rounds, median.",
         "",
         "| model | bytes read per token | n_ctx | estimated tok/s | measured tok/s | error | llama.cpp's effective read rate |",
         "|---|---|---|---|---|---|---|",
@@ -118,7 +134,7 @@ def run() -> str:
         "### Automatic choice vs hand-tuned best (CPU: threads, how they wait, context, flash attention, KV type)",
         "",
         "`spin`: OpenMP's default (waiting threads spin); `passive`: OMP_WAIT_POLICY=PASSIVE, which oi_local's runner "
-        "sets. Flash attention and the q8_0 KV cache are tried with the best thread setting.",
+        "sets.",
         "",
         "| model | automatic (what oi_local starts) tok/s | best hand-tuned tok/s | auto / best (goal >= 0.95) | every setting tried (tok/s) |",
         "|---|---|---|---|---|",

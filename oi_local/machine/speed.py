@@ -1,20 +1,24 @@
 """How fast a model will decode on this machine, before it is downloaded.
 
 Decoding one token reads every weight once (the token-embedding table only for one row), so its time is
-the bytes read over the memory bandwidth of where they sit, plus a little per layer for launching the work:
+the bytes read over the rate at which they can be read where they sit, plus a little per layer (and, on the
+CPU, per token) for launching the work:
 
-    seconds per token = host bytes / (host bandwidth x HOST_EFFICIENCY)
-                      + GPU bytes / (GPU bandwidth x GPU_EFFICIENCY) + layers x PER_LAYER[where]
+    seconds per token = host bytes / host rate + host layers x PER_LAYER["host"] + PER_TOKEN_HOST
+                      + GPU bytes / (GPU bandwidth x GPU_EFFICIENCY) + GPU layers x PER_LAYER["gpu"]
+    host rate = min(host bandwidth x HOST_EFFICIENCY, physical cores x PER_CORE_BYTES_PER_SECOND)
 
-- host bandwidth: measured once (threads summing a 128 MiB array for 0.15 s, one per
-  physical core, as llama.cpp's decode threads read weights), cached in the state folder with the CPU and
-  RAM it was measured on;
+- host bandwidth: measured once (threads summing a 256 MiB integer array for 0.15 s, one per physical
+  core, as llama.cpp's decode threads read weights), cached in the state folder with the CPU and RAM it was
+  measured on. On a machine with few cores, llama.cpp's CPU decode is bound by its cores rather than by
+  the memory (dequantizing and multiplying: about PER_CORE_BYTES_PER_SECOND of weights per core);
 - GPU bandwidth: the card's published memory bandwidth (a table by name; unknown cards get none and no
   estimate for their part).
 
 The constants come from real runs: on the CPU, random-weight models of real shapes and the test model
-against the measured bandwidth in the same run (bench/bench_speed.py); on the GPU, the issue's H200 runs
-(1.5B-shape F16 607.7 tok/s, 8B-shape Q8_0 211.5 tok/s, 70B-shape F16 26.7 tok/s at 4.8 TB/s published).
+against the bandwidth measured in the same run (bench/bench_speed.py, this project's 2-core machine, and the
+issue's H200 host: 1.5B-shape F16 on 16 cores, 20.2 tok/s); on the GPU, the issue's H200 runs (1.5B-shape
+F16 607.7 tok/s, 8B-shape Q8_0 211.5 tok/s, 70B-shape F16 26.7 tok/s at 4.8 TB/s published).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SLOW_TOKENS_PER_SECOND = 5.0  # below this a model is "slow here" and never recommended
-HOST_EFFICIENCY = 0.75  # share of the measured read bandwidth llama.cpp's CPU decode reaches
+HOST_EFFICIENCY = 0.8  # share of the measured read bandwidth llama.cpp's CPU decode reaches (bench_speed)
+PER_CORE_BYTES_PER_SECOND = 4.5e9  # weights one core dequantizes and multiplies per second (bench_speed)
 GPU_EFFICIENCY = 0.85
-PER_LAYER_SECONDS = {"host": 40e-6, "gpu": 60e-6}
-_ARRAY_BYTES = 128 * 1024 * 1024
+PER_LAYER_SECONDS = {"host": 200e-6, "gpu": 60e-6}
+PER_TOKEN_HOST = 3e-3  # llama-cpp-python's own work per token (sampling, detokenizing) besides the graph
+_ARRAY_BYTES = 256 * 1024 * 1024
 _CACHE = "bandwidth.json"
 
 # Published memory bandwidth, bytes per second; the first name contained in the GPU's name wins.
@@ -62,7 +68,8 @@ def measure_host_bandwidth(threads: int | None = None, seconds: float = 0.15) ->
     import numpy as np
 
     threads = max(1, threads or _physical_cores())
-    data = np.ones(_ARRAY_BYTES // 4, dtype=np.float32)
+    # integer sums: the add is cheaper than the read, so the memory sets the pace (a float sum is slower than RAM)
+    data = np.ones(_ARRAY_BYTES // 8, dtype=np.int64)
     parts = np.array_split(data, threads)
     for part in parts:  # first touch, outside the timing
         part.sum()
@@ -135,17 +142,25 @@ class Bandwidth:
     host: float
     gpu: float | None = None  # None: no GPU, or a card of unknown bandwidth
     unified: bool = False  # Apple Silicon: the GPU reads the same memory at `gpu`
+    cores: int | None = None  # physical cores decoding on the host (None: not a limit)
+
+    @property
+    def host_rate(self) -> float:
+        """Bytes of weights per second the host's decode reads: memory or cores, whichever is slower."""
+        rate = self.host * HOST_EFFICIENCY
+        return min(rate, self.cores * PER_CORE_BYTES_PER_SECOND) if self.cores else rate
 
 
 def for_machine(hw, state_dir: Path | None) -> Bandwidth:
     """The bandwidths of this machine's host memory (measured, cached) and of its best GPU (the table)."""
     host = host_bandwidth(state_dir, machine_key(hw))
+    cores = hw.cpu.physical_cores or hw.cpu.logical_cores
     known = [(gpu_bandwidth(g.name), g) for g in hw.gpus]
     known = [(b, g) for b, g in known if b]
     if not known:
-        return Bandwidth(host)
+        return Bandwidth(host, cores=cores)
     best, gpu = max(known, key=lambda pair: pair[0])
-    return Bandwidth(host, best, unified=gpu.unified_memory)
+    return Bandwidth(host, best, unified=gpu.unified_memory, cores=cores)
 
 
 def tokens_per_second(*, host_bytes: int, gpu_bytes: int, host_layers: int, gpu_layers: int,
@@ -153,7 +168,7 @@ def tokens_per_second(*, host_bytes: int, gpu_bytes: int, host_layers: int, gpu_
     """Decode speed for this placement of the bytes read per token; None when a part's speed is unknown."""
     seconds = 0.0
     if host_bytes:
-        seconds += host_bytes / (bandwidth.host * HOST_EFFICIENCY) + host_layers * PER_LAYER_SECONDS["host"]
+        seconds += host_bytes / bandwidth.host_rate + host_layers * PER_LAYER_SECONDS["host"] + PER_TOKEN_HOST
     if gpu_bytes:
         if bandwidth.gpu is None:
             return None
