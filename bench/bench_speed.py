@@ -81,8 +81,8 @@ def run() -> str:
         for label, path in models:
             info = gguf_info.read(path)
             f = fit.fit_file(path, hw, bandwidth=bandwidth)
-            auto = {"threads": cores, "n_ctx": f.n_ctx}  # what oi_local's runner starts
-            settings = {("auto",): auto}
+            auto_key = (cores, "passive", f.n_ctx, "off", "f16")  # what oi_local's runner starts
+            settings = {auto_key: {"threads": cores, "n_ctx": f.n_ctx}}
             tune = label in (models[0][0], models[2][0])
             if tune:
                 for threads in sorted({1, cores}):
@@ -95,7 +95,7 @@ def run() -> str:
                     settings[(threads, "passive", f.n_ctx, "on", "q8_0")] = {"threads": threads, "n_ctx": f.n_ctx,
                                                                              "flash": True, "kv": "q8_0"}
             rates = _sweep(path, folder, settings)
-            measured = rates.pop(("auto",))
+            measured = rates[auto_key]
             read = info.weights_bytes - info.token_embd_bytes
             rows.append(f"| {label} | {read / 1e6:.0f} MB, {info.block_count} layers | {f.n_ctx} | "
                         f"{f.tokens_per_second:.1f} | {measured:.1f} | {f.tokens_per_second / measured - 1:+.0%} "
@@ -121,8 +121,8 @@ def run() -> str:
         f"{host / 1e9:.1f} GB/s; {cores} threads summing a 256 MiB integer array). Estimate: `fit.fit_file(model, hw, "
         "bandwidth=...).tokens_per_second` = 1 / (bytes read per token / min(bandwidth x HOST_EFFICIENCY "
         f"{speed.HOST_EFFICIENCY}, {cores} cores x {speed.PER_CORE_BYTES_PER_SECOND / 1e9:.1f} GB/s) + layers x "
-        f"{speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us + {speed.PER_TOKEN_HOST * 1e3:.0f} ms); here the cores' "
-        f"{speed.Bandwidth(host=host, cores=cores).host_rate / 1e9:.1f} GB/s is the limit. Measured: "
+        f"{speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us + {speed.PER_TOKEN_HOST * 1e3:.0f} ms), a host rate of "
+        f"{speed.Bandwidth(host=host, cores=cores).host_rate / 1e9:.1f} GB/s here. Measured: "
         f"`python -m llama_cpp.server --n_ctx <fit> --n_threads {cores} --logits_all False` with OMP_WAIT_POLICY=PASSIVE "
         "(as oi_local's runner starts it), a 32-token completion less a 1-token one of the same prompt; every setting of "
         "a model runs as its own server side by side with the others, measured in turns, 4 rounds, median.",
