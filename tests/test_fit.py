@@ -261,12 +261,15 @@ def test_gpu_estimate_within_10_percent_of_what_llama_cpp_allocated_on_the_h200(
 
 def test_70b_f16_keeps_all_81_layers_on_the_h200_at_the_agents_context(sparse):
     """The issue: the old fit chose n_ctx 2048 ("needs 149.3 of 149.8 GB") or 79 of 81 layers, while the raw
-    server with all 81 layers at n_ctx 8192 loaded and ran using 136,769 MiB of 143,771 MiB."""
+    server with all 81 layers at n_ctx 8192 loaded and ran using 136,769 MiB of 143,771 MiB (and 134,069 MiB at
+    2048; the 516 MiB CUDA context is that use less llama.cpp's buffers, the same at both contexts)."""
     f = fit.fit_file(sparse["70b-f16"], h200())
     assert f.fits and f.device == "gpu" and f.n_gpu_layers == 81 and f.n_ctx >= 8192
     at_8192 = _allocation(sparse["70b-f16"], 8192, 81)
     used = 136_769 * MIB  # nvidia-smi, the raw server loaded: llama.cpp's buffers and the CUDA context
     assert abs((at_8192.gpu + fit.GPU_CONTEXT["cuda"]) / used - 1) <= 0.02
+    at_2048 = _allocation(sparse["70b-f16"], 2048, 81)
+    assert abs((at_8192.gpu - at_2048.gpu) / ((136_769 - 134_069) * MIB) - 1) <= 0.02  # what n_ctx adds, measured
     assert f.gpu_bytes <= h200().gpus[0].free_vram_bytes
     assert at_8192.host_weights == 128256 * 8192 * 2  # the 2.1 GB token embedding on the host
 
