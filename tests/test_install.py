@@ -208,7 +208,7 @@ def test_a_build_shows_its_steps_records_itself_and_is_cached(tmp_path, fake_sdi
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     build_line = next(i for i, line in enumerate(lines) if "building llama-cpp-python" in line)
-    assert re.search(r"about \d+ (seconds|minutes) on this machine \(2 jobs\)", lines[build_line])
+    assert re.search(r"about \d+ (seconds|minutes) on this machine \(2 jobs, load [0-9.]+\)", lines[build_line])
     progress = [line for line in lines[build_line:] if re.search(r"\d+% \(compiling \d+/8", line)]
     assert len(progress) >= 4  # every 10 % without a terminal: 12 %, 25 %, ... 100 %
     assert "100% (compiling 8/8" in progress[-1]
@@ -233,3 +233,21 @@ def test_a_failed_build_shows_the_end_of_its_log_and_caches_nothing(tmp_path, fa
     assert not list((tmp_path / "cache").rglob("*.whl"))
     kept = re.search(r"the full log is kept in (\S+)\.", done.stderr).group(1)
     assert Path(kept).is_file() and Path(kept).is_relative_to(tmp_path)  # for the user to read
+
+
+def test_the_estimate_learns_from_the_last_recorded_build(machine, tmp_path):
+    _, env = machine
+
+    def estimate_with(seconds: int | None) -> int:
+        cache = tmp_path / f"cache-{seconds}"
+        if seconds is not None:
+            recorded = cache / "oi_local" / "wheels" / "0.3.36-cpu-000000000000"
+            recorded.mkdir(parents=True)
+            (recorded / "build.json").write_text(json.dumps({"backend": "cpu", "build_seconds": seconds, "jobs": 2,
+                                                             "load_before": 0.0}))
+        out = install({**env, "XDG_CACHE_HOME": str(cache)}, "--dry-run").stdout
+        number, unit = re.search(r"take about (\d+) (seconds|minutes)", out).groups()
+        return int(number) * (60 if unit == "minutes" else 1)
+
+    fast, slow, default = estimate_with(60), estimate_with(3600), estimate_with(None)
+    assert fast < default < slow  # the default is 6 minutes on 2 jobs
