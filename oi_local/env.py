@@ -83,6 +83,26 @@ def set_hub_offline(environ: MutableMapping[str, str] | None = None) -> None:
     env[HF_HUB_OFFLINE.name] = "1"
 
 
+# ---- set for the llama.cpp server child (only where the user did not set them) -----------------------------
+OMP_WAIT_POLICY = Variable(
+    "OMP_WAIT_POLICY", "PASSIVE",
+    "OpenMP's waiting threads in the llama.cpp server sleep instead of spinning: on a machine busy with other "
+    "work, spinning decode threads were 20x slower (bench/RESULTS.md, decode speed)",
+)
+
+
+def llama_server_additions(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a llama.cpp server child gets on top of our environment: OMP_WAIT_POLICY unless it is set."""
+    if _env(environ).get(OMP_WAIT_POLICY.name):
+        return {}
+    return {OMP_WAIT_POLICY.name: OMP_WAIT_POLICY.default or "PASSIVE"}
+
+
+def llama_server_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a llama.cpp server child: ours plus llama_server_additions."""
+    return {**_env(environ), **llama_server_additions(environ)}
+
+
 # ---- timeouts (seconds) ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -95,6 +115,7 @@ class Timeouts:
     ollama_start: float = 30.0  # `ollama serve` started here until it answers
     hardware_tool: float = 5.0  # nvidia-smi, rocm-smi, sysctl
     system_profiler: float = 15.0  # macOS system_profiler (slow on first call)
+    llama_build_check: float = 60.0  # a child process importing llama_cpp to ask whether it can use a GPU
     health_request: float = 2.0  # one GET /v1/models to a server this program started
     stop_grace: float = 5.0  # SIGTERM to SIGKILL when stopping a process tree
     watchdog_poll: float = 0.2  # how often a server's watchdog checks that one of its users still runs

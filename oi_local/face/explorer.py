@@ -38,24 +38,6 @@ class Picked:
 # --- first screen: hardware and providers ----------------------------------------------------------------
 
 
-def hardware_summary(hw) -> str:
-    from oi_local.files import format_bytes
-
-    if hw is None:
-        return "Hardware: unknown"
-    ram = format_bytes(hw.total_ram_bytes) if hw.total_ram_bytes else "unknown"
-    free = f" ({format_bytes(hw.available_ram_bytes)} free)" if hw.available_ram_bytes else ""
-    if hw.gpus:
-        gpu = ", ".join(
-            f"{g.name}" + (f" {format_bytes(g.total_vram_bytes)}" if g.total_vram_bytes else "") + f" [{g.backend}]"
-            for g in hw.gpus
-        )
-    else:
-        gpu = "none"
-    disk = format_bytes(hw.free_disk_bytes) + " free" if hw.free_disk_bytes is not None else "unknown"
-    return f"RAM {ram}{free} · GPU {gpu} · disk {disk}"
-
-
 def survey(ctx: ProviderContext) -> tuple[Any, dict[str, ProviderStatus]]:
     """Probe the hardware and every provider at once (threads; each probe is loopback-only and short).
 
@@ -286,10 +268,11 @@ def explore(ctx: ProviderContext, *, last: LastChoice | None = None, provider: s
     `ctx` carries the paths and what the flags gave (api_base, api_key, fresh_server, limits); `provider`
     skips the first menu."""
     from oi_local.face.local_mode import prepare_endpoint
+    from oi_local.machine.summary import hardware_line
 
     ctx = dataclasses.replace(ctx, start_server=False)  # the menus offer to start a server; never unasked
     hw, statuses = survey(ctx)
-    say(hardware_summary(hw))
+    say(hardware_line(hw))
     ctx = dataclasses.replace(ctx, hw=hw)
     default = preselect(statuses, last)
     while True:

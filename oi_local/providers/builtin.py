@@ -65,7 +65,7 @@ def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelCho
     for entry, estimate in fitting.rank([e for e in entries if e.format == fmt and e.id not in have], hw):
         note = "recommended, " if entry.recommended else ""
         if estimate.fits:
-            label = f"{entry.name}  ({note}{format_bytes(entry.size_bytes)} download, context {estimate.n_ctx})"
+            label = f"{entry.name}  ({note}{format_bytes(entry.size_bytes)} download, context {estimate.n_ctx}{estimate.speed_suffix})"
         else:
             label = f"{entry.name}  (does not fit: {estimate.reason})"
         out.append(

@@ -173,12 +173,12 @@ def recommended(hw, *, installed_tags: set[str] = frozenset()) -> list[ModelChoi
     for model in RECOMMENDED:
         if model.tag in installed_tags or model.tag + ":latest" in installed_tags:
             continue
-        estimate = fitting.fit_model(model.architecture, model.size_bytes, hw)
-        label = f"{model.tag}  ({format_bytes(model.size_bytes)}, {model.note})"
+        estimate = fitting.fit_model(model.architecture, model.size_bytes, hw, bandwidth=fitting.machine_bandwidth(hw))
+        label = f"{model.tag}  ({format_bytes(model.size_bytes)}, {model.note}{estimate.speed_suffix})"
         out.append(
             ModelChoice(
                 id=model.tag, label=label, on_disk=False, fits=estimate.fits, reason=estimate.reason,
-                size_bytes=model.size_bytes, context_length=model.architecture.context_length, recommended=True,
+                size_bytes=model.size_bytes, context_length=model.architecture.context_length, recommended=estimate.fast_enough,
             )
         )
     out.sort(key=lambda c: (not c.fits,))

@@ -81,7 +81,7 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
             on_disk = {m.id for m in models}
             data["catalog"] = [
                 {"id": e.id, "name": e.name, "format": e.format, "size_bytes": e.size_bytes, "fits": f.fits,
-                 "reason": f.reason, "n_ctx": f.n_ctx, "recommended": bool(e.recommended and f.fits),
+                 "reason": f.reason, "n_ctx": f.n_ctx, "recommended": bool(e.recommended and f.fits), "tokens_per_second": f.tokens_per_second,
                  "on_disk": e.id in on_disk}
                 for e, f in ranked
             ]
@@ -217,7 +217,7 @@ def _print_catalog(console, ranked, on_disk: set[str]) -> None:
         if not wide and entry.id in on_disk:
             fits += " (on disk)"
         extra = [str(fit.n_ctx) if fit.fits else "", "yes" if entry.id in on_disk else ""] if wide else []
-        table.add_row(entry.id, _size(entry.size_bytes), fits, *extra, fit.reason, style=None if fit.fits else "dim")
+        table.add_row(entry.id, _size(entry.size_bytes), fits, *extra, fit.reason + fit.speed_suffix, style=None if fit.fits else "dim")
     console.print(table)
 
 
@@ -306,7 +306,7 @@ def _i_download(store, paths, console) -> None:
         title = f"{entry.name}  {_size(entry.size_bytes)}, {entry.format}{mark}"
         if fit.fits:
             star = "★ " if entry.recommended else "  "
-            choices.append(questionary.Choice(f"{star}{title}  context {fit.n_ctx}", value=entry.id))
+            choices.append(questionary.Choice(f"{star}{title}  context {fit.n_ctx}{fit.speed_suffix}", value=entry.id))
         else:
             choices.append(questionary.Choice(f"  {title}", value=entry.id, disabled=f"does not fit: {fit.reason}"))
     choices.append(questionary.Choice("Back", value=None))

@@ -90,6 +90,8 @@ def run(args: Invocation) -> int:
     resolved = builtin.resolve(args.model, ctx)  # a .gguf or a .llamafile, whichever it is
     provider = provider_for(resolved, args.runner)
     fit = provider.fit(resolved, ctx)
+    if fit.note:  # e.g. a GPU the installed llama.cpp build cannot use (machine/summary.gpu_build_note)
+        err.print(fit.note, style="yellow", markup=False, highlight=False)
     if not fit.fits:
         err.print(f"[yellow]Warning:[/yellow] this model may not fit this machine: {fit.reason}", markup=True)
     if not is_loopback(args.host):

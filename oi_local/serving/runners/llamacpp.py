@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oi_local.env import llama_server_additions
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
 from oi_local.serving.options import ServerOptions, ServerSpec
@@ -91,7 +92,8 @@ def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options
 
         spec = ServerSpec(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
                           reuse_args=(f"threads={threads}", *(["chat_format=" + fmt] if fmt else []), *options.extra_args),
-                          env_remove=ENV_OVERRIDING_FLAGS, key_env=KEY_ENV, preflight=check)
+                          env=llama_server_additions(), env_remove=ENV_OVERRIDING_FLAGS,
+                          key_env=KEY_ENV, preflight=check)
         return start_server(spec, paths, options)
 
     try:
