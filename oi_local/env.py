@@ -24,6 +24,10 @@ class Variable:
 # ---- read by oi_local ------------------------------------------------------------------------------------
 OI_LOCAL_HOME = Variable("OI_LOCAL_HOME", None, "one folder for all of oi_local's files (config/, models/, logs/, ...)")
 OLLAMA_HOST = Variable("OLLAMA_HOST", "127.0.0.1:11434", "where Ollama's server listens (Ollama's own variable)")
+OLLAMA_MODELS = Variable("OLLAMA_MODELS", None, "Ollama's models folder (Ollama's own variable; default ~/.ollama/models)")
+OI_LOCAL_OFFLINE = Variable("OI_LOCAL_OFFLINE", None,
+                            "1: never download a model; 0: downloads allowed even where an offline bundle made "
+                            "offline the default (<config>/offline.json, written by its install.sh)")
 LMSTUDIO_API_BASE = Variable("LMSTUDIO_API_BASE", "http://127.0.0.1:1234/v1", "LM Studio's OpenAI-compatible server")
 JAN_API_BASE = Variable("JAN_API_BASE", "http://127.0.0.1:1337/v1", "Jan's OpenAI-compatible server")
 JAN_API_KEY = Variable("JAN_API_KEY", None, "the API key Jan's server asks for")
@@ -74,7 +78,40 @@ def apply_offline(environ: MutableMapping[str, str] | None = None) -> None:
 
 
 def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
-    return flag(HF_HUB_OFFLINE, environ) or flag(TRANSFORMERS_OFFLINE, environ)
+    """No download may be tried: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), OI_LOCAL_OFFLINE, or else the
+    offline default an offline bundle's install wrote (<config>/offline.json)."""
+    if flag(HF_HUB_OFFLINE, environ) or flag(TRANSFORMERS_OFFLINE, environ):
+        return True
+    choice = get(OI_LOCAL_OFFLINE, environ)
+    if choice is not None:
+        return choice.strip().lower() in TRUTHY
+    return offline_default(environ) is not None
+
+
+def offline_default(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why offline is this installation's default (a sentence), or None. Read from <config>/offline.json."""
+    import json
+
+    from oi_local.machine.paths import app_paths
+
+    path = app_paths(dict(_env(environ))).offline_default
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("offline") is not True:
+        return None
+    return (f"offline is the default here ({path}, written by {data.get('written_by') or 'an offline bundle'}); "
+            f"set {OI_LOCAL_OFFLINE.name}=0 to allow downloads")
+
+
+def offline_reason(environ: Mapping[str, str] | None = None) -> str:
+    """Why hub_offline() is true, for an error message."""
+    if flag(HF_HUB_OFFLINE, environ) or flag(TRANSFORMERS_OFFLINE, environ):
+        return f"{HF_HUB_OFFLINE.name} is set"
+    if get(OI_LOCAL_OFFLINE, environ) is not None:
+        return f"{OI_LOCAL_OFFLINE.name} is set"
+    return offline_default(environ) or "offline mode is on"
 
 
 def set_hub_offline(environ: MutableMapping[str, str] | None = None) -> None:

@@ -101,11 +101,18 @@ def _add_serve(sub) -> None:
     serve.add_argument("--verify", action="store_true", help="hash the model file in full before serving it")
 
 
+def _add_bundle(sub) -> None:
+    from oi_local.face.commands import bundle_cmd
+
+    bundle_cmd.add_arguments(sub.add_parser("bundle", help="an offline bundle: create one, verify one, self-check an install"))
+
+
 # name -> (adds its parser, the module whose run(invocation) carries it out); in `oi-local --help` order
 SUBCOMMANDS: dict[str, tuple[Callable[..., None], str]] = {
     "hardware": (_add_hardware, "oi_local.face.commands.hardware_cmd"),
     "models": (_add_models, "oi_local.face.commands.models_cmd"),
     "serve": (_add_serve, "oi_local.face.commands.serve_cmd"),
+    "bundle": (_add_bundle, "oi_local.face.commands.bundle_cmd"),
 }
 
 
