@@ -190,6 +190,8 @@ def _check_target_options(target: wheels.WheelTarget) -> None:
     if not re.match(r"^3\.\d{1,2}$", target.python):
         raise BundleError(f"--python-version {target.python} is not a Python minor version; write it like 3.12.")
     systems = {tg.system_of_tag(p) for p in target.platforms}
+    if "Windows" in systems:
+        raise BundleError("A bundle installs with a POSIX shell script (install.sh): Linux and macOS targets only.")
     machines = {tg.machine_of_tag(p) for p in target.platforms}
     if None in systems or None in machines:
         bad = next(p for p in target.platforms if tg.system_of_tag(p) is None or tg.machine_of_tag(p) is None)
@@ -198,8 +200,6 @@ def _check_target_options(target: wheels.WheelTarget) -> None:
     if len(systems) > 1 or len(machines) > 1:
         raise BundleError(f"--platform {' '.join(target.platforms)} names more than one kind of machine; a bundle "
                           "is for one (make one bundle per target).")
-    if "Windows" in systems:
-        raise BundleError("A bundle installs with a POSIX shell script (install.sh): Linux and macOS targets only.")
 
 
 def _bundle_target(target: wheels.WheelTarget, wheel_set: wheels.WheelSet, here: tg.Target) -> tg.Target:

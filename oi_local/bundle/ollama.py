@@ -38,7 +38,9 @@ class OllamaName:
 
     @classmethod
     def parse(cls, text: str) -> OllamaName:
-        name, _, tag = text.strip().partition(":")
+        text = text.strip()
+        colon = text.rfind(":")
+        name, tag = (text[:colon], text[colon + 1:]) if colon > text.rfind("/") else (text, "")
         parts = name.split("/")
         if len(parts) == 1:
             parts = [DEFAULT_HOST, DEFAULT_NAMESPACE, *parts]

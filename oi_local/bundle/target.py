@@ -124,13 +124,19 @@ def check(bundle: Target, machine: Target, *, install_command: str = "oi_local-b
     found = problems(bundle, machine)
     if not found:
         return
-    python = f"python{bundle.python}"
+    same_machine = bundle.system == machine.system and bundle.machine in (machine.machine, "universal2")
+    only_python = same_machine and all("Python" in problem for problem in found)
+    if only_python:
+        remake = f"`oi-local bundle create --python-version {machine.python} ...`"
+    else:
+        remake = (f"`oi-local bundle create --python-version {machine.python} --platform {machine.platform_hint()} "
+                  "--llama-wheel PATH ...`, with a llama-cpp-python wheel built for such a machine")
+    use_other = (f", or run the installer with a Python {bundle.python} if this machine has one: "
+                 f"PYTHON=python{bundle.python} {install_command}") if only_python else ""
     raise BundleError(
         f"This bundle was made for {bundle.describe(needs=True)}; this machine has {machine.describe(needs=False)} "
         f"({'; '.join(found)}). Nothing was installed. Make a bundle for this machine on a connected one "
-        f"(`oi-local bundle create --python-version {machine.python} --platform {machine.platform_hint()} "
-        "--llama-wheel PATH ...`, with a llama-cpp-python wheel built for it), or, if only the Python differs "
-        f"and this machine has {python}, run the installer with it: PYTHON={python} {install_command}."
+        f"({remake}){use_other}."
     )
 
 

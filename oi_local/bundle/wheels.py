@@ -273,12 +273,12 @@ def llama_build(pin: Pin, target: WheelTarget, *, given: Path | None) -> LlamaBu
                               "llama_cpp_python-*.whl built for the target.")
         origin = "given"
     else:
-        if target.foreign:
+        if target.platforms:  # (another Python alone is fine when the wheel says py3-none: it loads its library with ctypes)
             raise BundleError(
-                "This bundle is for another machine (--platform or --python-version), and the llama-cpp-python "
-                "wheel installed here was built for this one. Build llama-cpp-python for the target (on a machine "
-                "like it: CMAKE_ARGS=... pip wheel --no-deps llama-cpp-python==" + pin.version + ") and give the "
-                "wheel with --llama-wheel PATH."
+                f"This bundle is for another machine (--platform {' '.join(target.platforms)}), and the "
+                "llama-cpp-python wheel installed here was built for this one. Build llama-cpp-python for the target "
+                f"(on a machine like it: CMAKE_ARGS=... pip wheel --no-deps llama-cpp-python=={pin.version}) and give "
+                "the wheel with --llama-wheel PATH."
             )
         path = _installed_wheel_file(pin)
         if path is None:
