@@ -220,7 +220,7 @@ def test_an_install_killed_halfway_completes_when_run_again(offline_install):
     assert offline_install["state_after_kill"]["wheels"] == "started"
     second = offline_install["second"]
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "again, after an interrupted run" in second.stdout
+    assert "the previous install was interrupted while pip was installing" in second.stdout
     assert "Self-check passed: smollm2-135m answered" in second.stdout
     assert "/bin/interpreter --local --provider llamacpp --model smollm2-135m" in second.stdout
     venv = venv_of(offline_install["home"])

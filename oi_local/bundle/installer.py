@@ -199,26 +199,26 @@ def venv_python(prefix: Path) -> Path:
 
 
 def ensure_venv(prefix: Path, manifest: Manifest) -> Path:
+    """The virtual environment this installer made in `prefix`, made (again) when it is missing, broken, or was
+    left halfway by an interrupted pip: a half-installed package cannot be trusted, so that one starts afresh."""
     python = venv_python(prefix)
-    ours = (prefix / STATE_FILE).is_file()
-    if prefix.exists() and not ours:
-        if (prefix / "pyvenv.cfg").is_file() and _python_version(python) == _this_python():
-            say(f"installing into the existing virtual environment {prefix}")
-            write_state(prefix, venv="done")
-            return python
-        if any(prefix.iterdir()):
-            raise BundleError(
-                f"{prefix} already exists and is not a virtual environment this installer made (or is one for "
-                "another Python). Nothing was changed. Choose another folder with --prefix DIR, or move that one away."
-            )
-    if ours and read_state(prefix).get("venv") == "done" and _python_version(python) == _this_python():
+    state = read_state(prefix)
+    if prefix.exists() and not state and any(prefix.iterdir()):
+        raise BundleError(
+            f"{prefix} already exists and is not a virtual environment this installer made. Nothing was changed. "
+            "Choose another folder with --prefix DIR, or move that one away."
+        )
+    if state.get("venv") == "done" and state.get("wheels") != "started" and _python_version(python) == _this_python():
         return python
-    say(f"creating the virtual environment {prefix}")
+    if state.get("wheels") == "started":
+        say("the previous install was interrupted while pip was installing; making the virtual environment afresh")
+    else:
+        say(f"creating the virtual environment {prefix}")
     prefix.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(prefix / STATE_FILE, {"venv": "started", "python": sys.executable})  # a fresh record
+    write_json_atomic(prefix / STATE_FILE, {"venv": "started", "python": sys.executable})  # before venv runs: ours
     result = subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(prefix)],
                             capture_output=True, text=True)
-    write_state(prefix, venv="started", python=sys.executable)  # --clear removed it
+    write_json_atomic(prefix / STATE_FILE, {"venv": "started", "python": sys.executable})  # --clear removed it
     if result.returncode != 0:
         raise BundleError(f"Creating the virtual environment {prefix} with {sys.executable} failed: "
                           f"{(result.stderr or result.stdout).strip()[-400:]}. Fix that and run the same command again.")
@@ -231,17 +231,13 @@ def install_wheels(python: Path, prefix: Path, manifest: Manifest, bundle: Path)
     if state.get("wheels") == "done" and state.get("bundle") == manifest.created:
         say("the wheels are installed already")
         return
-    interrupted = state.get("wheels") == "started"
     write_state(prefix, wheels="started", bundle=manifest.created)
     wheels = bundle / mf.WHEELS_DIR
-    count = sum(1 for w in manifest.wheels)
-    say(f"installing {count} wheels with pip --no-index (no network)" + (" again, after an interrupted run" if interrupted else ""))
+    say(f"installing {len(manifest.wheels)} wheels with pip --no-index (no network)")
     command = [str(python), str(bundle / manifest.pip_wheel / "pip"), "install", "--isolated", "--no-index",
                "--find-links", str(wheels), "--disable-pip-version-check", "--no-input", "--no-warn-script-location",
                "--no-compile",  # half of pip's time; Python compiles each module on its first import instead
                "--progress-bar", "off", "--quiet", "-r", str(bundle / mf.REQUIREMENTS)]
-    if interrupted:
-        command.append("--force-reinstall")
     result = subprocess.run(command, env=pip_environment())
     if result.returncode != 0:
         raise BundleError(

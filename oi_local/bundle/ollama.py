@@ -161,6 +161,8 @@ def place(root: Path, name: OllamaName, manifest: bytes, sources: dict[str, Path
     copied = present = 0
     for blob in blobs:
         target = blob_path(root, blob)
+        for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by an interrupted run
+            stale.unlink(missing_ok=True)
         if target.is_file() and target.stat().st_size == blob.size and _sha256(target) == blob.hex:
             present += 1
             continue
