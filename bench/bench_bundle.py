@@ -98,6 +98,7 @@ def _mb(n: int) -> str:
 
 
 def run() -> str:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-bundle-") as folder:
         work = Path(folder)
         home = work / "source"
@@ -134,7 +135,8 @@ def run() -> str:
         "",
         "| step | seconds | bytes (MB) | note |",
         "|---|---|---|---|",
-        f"| bundle create, wheel caches cold | {cold_s:.1f} | {_mb(cold['bytes'])} | {cold['wheels']} wheels downloaded, oi_local's built |",
+        f"| bundle create, wheel caches cold | {cold_s:.1f} | {_mb(cold['bytes'])} | {cold['wheels'] - 2} wheels downloaded, "
+        "oi_local's built, llama-cpp-python's from install.sh's cache |",
         f"| bundle create, warm | {warm_s:.1f} | {_mb(plain['bytes'])} | plain tar |",
         f"| --compress gzip | {gzip_s:.1f} | {_mb(gz['bytes'])} | {100 * gz['bytes'] / plain['bytes']:.1f} % of the plain tar |",
     ]
@@ -148,6 +150,8 @@ def run() -> str:
         f"Size: models {_mb(plain['model_bytes'])} MB + wheels {_mb(plain['wheel_bytes'])} MB = {_mb(carried)} MB carried; "
         f"the bundle is {_mb(plain['bytes'])} MB, overhead {overhead / 1e3:.0f} kB = "
         f"{100 * overhead / carried:.3f} % (goal < 1 %: tar headers, manifest.json, the installer, requirements.txt).",
+        f"Load average of this machine ({os.cpu_count()} cores): {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other programs share it: both installs slow down alike).",
     ]
     return "\n".join(lines)
 

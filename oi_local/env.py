@@ -41,6 +41,8 @@ EDITOR = Variable("EDITOR", None, "the editor for `e` at the confirmation prompt
 VISUAL = Variable("VISUAL", None, "the editor for `e` at the confirmation prompt")
 DISPLAY = Variable("DISPLAY", None, "an X display: folders may be opened in the file manager")
 WAYLAND_DISPLAY = Variable("WAYLAND_DISPLAY", None, "a Wayland display: folders may be opened in the file manager")
+XDG_DATA_HOME = Variable("XDG_DATA_HOME", None, "per-user data folder on Linux (XDG; default ~/.local/share): the "
+                         "offline bundle's installer puts oi_local's venv and models there, as platformdirs does")
 OI_LOCAL_TIMEOUT_SCALE = Variable("OI_LOCAL_TIMEOUT_SCALE", "1",
                                   "multiplies every timeout below (a slow or loaded machine: 2, 3, ...)")
 
@@ -142,6 +144,8 @@ class Timeouts:
     code_run: float = 300.0  # one code block's run (computer.run); None from a caller means no limit
     code_stop_step: float = 1.0  # a stopped shell/node run: interrupt, then each harder step this much later
     safe_mode_scan: float = 120.0  # semgrep over one code block
+    python_probe: float = 60.0  # an installed Python asked for its version (the offline bundle's installer)
+    self_check_reply: float = 120.0  # the offline bundle's self-check: one short reply from the model's server
 
     def scaled(self, factor: float) -> Timeouts:
         if factor == 1:

@@ -367,6 +367,52 @@ def test_a_bundle_for_another_python_is_refused_naming_both(source_home, tmp_pat
     assert nothing_installed(home)
 
 
+def stand_in_llama_wheel(folder: Path, platform: str) -> Path:
+    """A wheel with the name, version and tags of a llama-cpp-python built on another machine (none can be built
+    here): what --llama-wheel is given; the wheels pip downloads for that platform are the real ones."""
+    import zipfile
+    from importlib import metadata
+
+    version = metadata.version("llama_cpp_python")
+    path = folder / f"llama_cpp_python-{version}-py3-none-{platform}.whl"
+    info = f"llama_cpp_python-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("llama_cpp/__init__.py", f'__version__ = "{version}"\n')
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: {version}\n")
+        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-{platform}\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_a_bundle_for_another_platform_carries_its_wheels_and_is_refused_here(source_home, tmp_path):
+    platform = "manylinux_2_28_aarch64"
+    llama = stand_in_llama_wheel(tmp_path, platform)
+    result = create(source_home, "--no-models", "--platform", platform, "--llama-wheel", str(llama),
+                    "-o", str(tmp_path / "arm.tar"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["target"]["machine"] == "aarch64" and info["llama_cpp"]["origin"] == "given"
+    with tarfile.open(info["path"]) as archive:
+        names = archive.getnames()
+        archive.extractall(tmp_path)
+    binary = [n for n in names if n.endswith(".whl") and not n.endswith("-any.whl")]
+    assert binary and all("aarch64" in n for n in binary), binary
+    assert any(n.split("/")[-1].startswith(("numpy-", "pydantic_core-")) for n in binary)
+    if tg_machine() == "aarch64":
+        return
+    home = tmp_path / "home"
+    home.mkdir()
+    refused = install(tmp_path / "oi_local-bundle", home, namespace=False)
+    assert refused.returncode != 0 and "this machine has CPython" in refused.stderr
+    assert "the wheels are for aarch64 processors" in refused.stderr and nothing_installed(home)
+
+
+def tg_machine() -> str:
+    from oi_local.bundle.target import this_machine
+
+    return this_machine().machine
+
+
 def test_another_platform_needs_its_own_llama_wheel(source_home, tmp_path):
     result = create(source_home, "--no-models", "--platform", "manylinux_2_28_aarch64", "-o", str(tmp_path / "arm.tar"))
     assert result.returncode == 1

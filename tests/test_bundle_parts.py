@@ -19,9 +19,10 @@ from oi_local.bundle import manifest as mf
 from oi_local.bundle import ollama
 from oi_local.bundle import target as tg
 from oi_local.bundle.archive import BundleWriter, available_compressions
+from oi_local.bundle.llama_wheel import backend_of, shared_library_needs
 from oi_local.bundle.manifest import BundleError
+from oi_local.bundle.pip_target import expand_platform
 from oi_local.bundle.verify import verify, verify_dir
-from oi_local.bundle.wheels import backend_of, expand_platform, shared_library_needs
 from oi_local.files import sha256_file
 from oi_local.machine.paths import app_paths
 

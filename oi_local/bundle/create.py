@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oi_local import __version__
-from oi_local.bundle import ROOT_NAME, archive, ollama, wheels
+from oi_local.bundle import ROOT_NAME, archive, llama_wheel, ollama, wheels
 from oi_local.bundle import manifest as mf
 from oi_local.bundle import target as tg
 from oi_local.bundle.manifest import BundleError, FileRecord, Manifest, ModelRecord, OllamaRecord, WheelRecord
+from oi_local.bundle.pip_target import WheelTarget
 from oi_local.files import format_bytes, sha256_file
 from oi_local.machine.paths import AppPaths
 
@@ -74,6 +75,39 @@ class _Member:
     what: str | None = None
 
 
+@dataclass(frozen=True)
+class WheelSet:
+    wheels: tuple[wheels.Wheel, ...]  # all of them, pip's and llama-cpp-python's included
+    llama: llama_wheel.LlamaBuild
+    pip: wheels.Wheel
+    notes: tuple[str, ...] = field(default=())
+
+
+def collect_wheels(target: WheelTarget, *, given_llama: Path | None = None, cache: Path | None = None,
+                   say: Callable[[str], None] = lambda _: None) -> WheelSet:
+    """Every wheel for the target, each checked to be a wheel of the pinned version that fits the target."""
+    from importlib import metadata
+
+    cache = Path(cache or wheels.cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    pins = wheels.requirement_pins(target, cache=cache, say=say)
+    by_name = {p.name: p for p in pins}
+    if wheels.LLAMA_PROJECT not in by_name:
+        raise BundleError("llama-cpp-python is not among oi_local's installed requirements; reinstall oi_local "
+                          "(scripts/install.sh) and try again.")
+    llama = llama_wheel.llama_build(by_name[wheels.LLAMA_PROJECT], target, given=given_llama)
+    found: list[wheels.Wheel] = [llama.wheel, wheels.own_wheel(by_name[wheels.ROOT_PROJECT], cache=cache, say=say)]
+    wanted = [p for p in pins if p.name not in (wheels.ROOT_PROJECT, wheels.LLAMA_PROJECT)]
+    local = {p.name: w for p in wanted if (w := wheels.installed_from_wheel_file(p)) is not None}
+    pip_pin = wheels.Pin(wheels.PIP_PROJECT, metadata.version(wheels.PIP_PROJECT), wheels.PIP_PROJECT)
+    wanted = [p for p in wanted if p.name not in local and p.name != wheels.PIP_PROJECT] + [pip_pin]
+    found += local.values()
+    found += wheels.fetch(wanted, target, cache=cache, say=say, notes=notes)
+    pip = next(w for w in found if wheels.canonical(w.name) == wheels.PIP_PROJECT)
+    return WheelSet(tuple(found), llama, pip, tuple(notes))
+
+
 def output_path(output: Path, compression: str | None) -> Path:
     """The file name with the suffix its compression gets (x.tar + gzip -> x.tar.gz)."""
     output = Path(output)
@@ -109,7 +143,7 @@ def create(options: CreateOptions, paths: AppPaths, *, say: Callable[[str], None
     compression = compression_of(options.output, options.compress)
     output = output_path(options.output, compression)
     here = tg.this_machine()
-    wheel_target = wheels.WheelTarget(options.python_version or here.python, tuple(options.platforms))
+    wheel_target = WheelTarget(options.python_version or here.python, tuple(options.platforms))
     _check_target_options(wheel_target)
 
     from oi_local.bundle import models as model_selection
@@ -118,7 +152,7 @@ def create(options: CreateOptions, paths: AppPaths, *, say: Callable[[str], None
     ollama_root = Path(options.ollama_dir) if options.ollama_dir else ollama.models_dir()
     ollama_models = [ollama.read_model(ollama_root, name) for name in dict.fromkeys(options.ollama_models)]
     say(f"collecting the wheels for {'this machine' if not wheel_target.foreign else _words(wheel_target)}")
-    wheel_set = wheels.collect(wheel_target, llama_wheel=options.llama_wheel, cache=options.wheel_cache, say=say)
+    wheel_set = collect_wheels(wheel_target, given_llama=options.llama_wheel, cache=options.wheel_cache, say=say)
 
     members: list[_Member] = []
     for bundle_path, package_path in INSTALLER_FILES.items():
@@ -184,7 +218,7 @@ def create(options: CreateOptions, paths: AppPaths, *, say: Callable[[str], None
                    time.monotonic() - started, wheel_set.notes)
 
 
-def _check_target_options(target: wheels.WheelTarget) -> None:
+def _check_target_options(target: WheelTarget) -> None:
     import re
 
     if not re.match(r"^3\.\d{1,2}$", target.python):
@@ -202,7 +236,7 @@ def _check_target_options(target: wheels.WheelTarget) -> None:
                           "is for one (make one bundle per target).")
 
 
-def _bundle_target(target: wheels.WheelTarget, wheel_set: wheels.WheelSet, here: tg.Target) -> tg.Target:
+def _bundle_target(target: WheelTarget, wheel_set: WheelSet, here: tg.Target) -> tg.Target:
     from packaging.utils import parse_wheel_filename
 
     platform_tags: set[str] = set()
@@ -261,5 +295,5 @@ def _check_space(output: Path, payload: int) -> None:
                           "nothing was written.")
 
 
-def _words(target: wheels.WheelTarget) -> str:
+def _words(target: WheelTarget) -> str:
     return f"Python {target.python}" + (f" on {', '.join(target.platforms)}" if target.platforms else "")

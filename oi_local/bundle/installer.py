@@ -54,7 +54,7 @@ def app_data_dir(environ: dict[str, str] | None = None) -> Path:
         return Path(home).expanduser()
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "oi_local"
-    data_home = environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    data_home = (env.get(env.XDG_DATA_HOME, environ) or "").strip() or str(Path.home() / ".local" / "share")
     return Path(data_home) / "oi_local"
 
 
@@ -264,7 +264,7 @@ def run_in_venv(prefix: Path, arguments: list[str]) -> subprocess.CompletedProce
 def _python_version(python: Path) -> str | None:
     try:
         result = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=env.TIMEOUTS.python_probe)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None

@@ -3,8 +3,7 @@
 The set is found by walking oi_local's requirements through the installed distributions' metadata
 (markers evaluated for the target, extras followed as they are asked for). Each wheel then comes from:
 - oi_local itself: built here from its source (it is installed editable from a checkout);
-- llama-cpp-python: the wheel pip installed it from (scripts/install.sh builds and caches it; its
-  build.json beside it says how it was built), or the one given with --llama-wheel;
+- llama-cpp-python: see llama_wheel.py;
 - everything else: `pip download --only-binary=:all: --no-deps name==version` (with pip's --platform,
   --python-version, --implementation and --abi for another target), kept in a cache between runs. A
   dependency published only as a pure-Python sdist is built into a wheel here; one that needs compiling
@@ -21,80 +20,16 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from oi_local.bundle import target as tg
 from oi_local.bundle.manifest import BundleError
+from oi_local.bundle.pip_target import WheelTarget
 
 ROOT_PROJECT = "oi-local"
 LLAMA_PROJECT = "llama-cpp-python"
 PIP_PROJECT = "pip"
-
-
-@dataclass(frozen=True)
-class WheelTarget:
-    """What the wheels are fetched for: this machine (no platforms given) or another one."""
-
-    python: str  # "3.11"
-    platforms: tuple[str, ...] = ()  # wheel platform tags, e.g. ("manylinux_2_28_aarch64",); () = this machine
-    implementation: str = "cp"
-
-    @property
-    def foreign(self) -> bool:
-        return bool(self.platforms) or self.python != f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-    @property
-    def abi(self) -> str:
-        return f"{self.implementation}{self.python.replace('.', '')}"
-
-    def pip_options(self) -> list[str]:
-        if not self.foreign:
-            return []
-        options = ["--python-version", self.python, "--implementation", self.implementation, "--abi", self.abi]
-        for platform in self.expanded_platforms():
-            options += ["--platform", platform]
-        return options
-
-    def expanded_platforms(self) -> list[str]:
-        if not self.platforms:
-            from packaging.tags import platform_tags
-
-            return list(platform_tags())
-        out: list[str] = []
-        for tag in self.platforms:
-            out += expand_platform(tag)
-        return list(dict.fromkeys(out))
-
-    def supported_tags(self) -> list:
-        from packaging import tags
-
-        if not self.foreign:
-            return list(tags.sys_tags())
-        version = tuple(int(p) for p in self.python.split("."))
-        platforms = self.expanded_platforms()
-        return (list(tags.cpython_tags(version, abis=[self.abi], platforms=platforms))
-                + list(tags.compatible_tags(version, self.abi, platforms)))
-
-    def marker_environment(self) -> dict[str, str]:
-        from packaging.markers import default_environment
-
-        environment = dict(default_environment())
-        if not self.foreign:
-            return environment
-        tag = self.platforms[0] if self.platforms else ""
-        system = tg.system_of_tag(tag) or environment["platform_system"]
-        machine = tg.machine_of_tag(tag) or environment["platform_machine"]
-        if system == "Darwin" and machine == "aarch64":
-            machine = "arm64"
-        environment.update(
-            implementation_name="cpython", platform_python_implementation="CPython", python_version=self.python,
-            python_full_version=f"{self.python}.0", implementation_version=f"{self.python}.0",
-            platform_system=system, platform_machine=machine, sys_platform={"Darwin": "darwin", "Windows": "win32"}.get(system, "linux"),
-            os_name="nt" if system == "Windows" else "posix", platform_release="", platform_version="",
-        )
-        return environment
 
 
 @dataclass(frozen=True)
@@ -103,24 +38,6 @@ class Wheel:
     version: str
     path: Path
     origin: str  # "index", "built", "cache" (scripts/install.sh's), "given"
-
-
-@dataclass(frozen=True)
-class LlamaBuild:
-    wheel: Wheel
-    cmake_args: str | None
-    backend: str  # "CPU (portable: -DGGML_NATIVE=OFF)", "CUDA", "Metal", ...
-    built_on: dict | None  # build.json beside the cached wheel
-    glibc_needed: str | None  # newest GLIBC_ symbol version its shared libraries ask for
-    glibcxx_needed: str | None  # newest GLIBCXX_ (libstdc++) version they ask for
-
-
-@dataclass(frozen=True)
-class WheelSet:
-    wheels: tuple[Wheel, ...]  # all of them, pip's and llama-cpp-python's included
-    llama: LlamaBuild
-    pip: Wheel
-    notes: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -134,29 +51,6 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("oi_local", appauthor=False)) / "bundle-wheels"
-
-
-def collect(target: WheelTarget, *, llama_wheel: Path | None = None, cache: Path | None = None,
-            say: Callable[[str], None] = lambda _: None) -> WheelSet:
-    """Every wheel for the target, each checked to be a wheel of the pinned version that fits the target."""
-    cache = Path(cache or cache_dir())
-    cache.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    pins = requirement_pins(target, cache=cache, say=say)
-    by_name = {p.name: p for p in pins}
-    if LLAMA_PROJECT not in by_name:
-        raise BundleError("llama-cpp-python is not among oi_local's installed requirements; reinstall oi_local "
-                          "(scripts/install.sh) and try again.")
-    llama = llama_build(by_name[LLAMA_PROJECT], target, given=llama_wheel)
-    wheels: list[Wheel] = [llama.wheel, own_wheel(by_name[ROOT_PROJECT], cache=cache, say=say)]
-    wanted = [p for p in pins if p.name not in (ROOT_PROJECT, LLAMA_PROJECT)]
-    local = {p.name: w for p in wanted if (w := _installed_from_wheel_file(p)) is not None}
-    pip_pin = Pin(PIP_PROJECT, _installed_version(PIP_PROJECT), PIP_PROJECT)
-    wanted = [p for p in wanted if p.name not in local and p.name != PIP_PROJECT] + [pip_pin]
-    wheels += local.values()
-    wheels += fetch(wanted, target, cache=cache, say=say, notes=notes)
-    pip = next(w for w in wheels if _canonical(w.name) == PIP_PROJECT)
-    return WheelSet(tuple(wheels), llama, pip, tuple(notes))
 
 
 # ---- which distributions --------------------------------------------------------------------------------------
@@ -173,7 +67,7 @@ def requirement_pins(target: WheelTarget, *, cache: Path, say: Callable[[str], N
     queue: list[tuple[str, frozenset[str], str, object]] = [(ROOT_PROJECT, frozenset(), ROOT_PROJECT, None)]
     while queue:
         name, extras, wanted_by, specifier = queue.pop(0)
-        key = _canonical(name)
+        key = canonical(name)
         if key not in pins:
             version, display, requires[key] = _find(name, specifier, wanted_by, target, cache=cache, say=say)
             pins[key] = Pin(key, version, display)
@@ -251,7 +145,7 @@ def own_wheel(pin: Pin, *, cache: Path, say: Callable[[str], None]) -> Wheel:
         _pip(["wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
              failure=f"Building oi_local's wheel from {root} failed")
         built = _only_wheel(out)
-        name, version = _name_version(built)
+        name, version = name_version(built)
         if name != ROOT_PROJECT or version != pin.version:
             raise BundleError(f"The wheel built from {root} is {built.name}, not oi-local {pin.version}; "
                               "reinstall oi_local from this checkout (scripts/install.sh) and try again.")
@@ -262,44 +156,7 @@ def own_wheel(pin: Pin, *, cache: Path, say: Callable[[str], None]) -> Wheel:
     return Wheel(pin.display, pin.version, target_path, "built")
 
 
-# ---- llama-cpp-python ----------------------------------------------------------------------------------------------
-
-
-def llama_build(pin: Pin, target: WheelTarget, *, given: Path | None) -> LlamaBuild:
-    if given is not None:
-        path = Path(given).expanduser().resolve()
-        if not path.is_file() or path.suffix != ".whl":
-            raise BundleError(f"--llama-wheel {given}: there is no wheel file there. Give the path of a "
-                              "llama_cpp_python-*.whl built for the target.")
-        origin = "given"
-    else:
-        if target.platforms:  # (another Python alone is fine when the wheel says py3-none: it loads its library with ctypes)
-            raise BundleError(
-                f"This bundle is for another machine (--platform {' '.join(target.platforms)}), and the "
-                "llama-cpp-python wheel installed here was built for this one. Build llama-cpp-python for the target "
-                f"(on a machine like it: CMAKE_ARGS=... pip wheel --no-deps llama-cpp-python=={pin.version}) and give "
-                "the wheel with --llama-wheel PATH."
-            )
-        path = _installed_wheel_file(pin)
-        if path is None:
-            raise BundleError(
-                f"llama-cpp-python {pin.version} was not installed from a wheel file this program can find (pip "
-                "records none). Run scripts/install.sh, which builds it once and caches the wheel, or give a wheel "
-                "with --llama-wheel PATH."
-            )
-        origin = "cache"
-    name, version = _name_version(path)
-    if name != LLAMA_PROJECT:
-        raise BundleError(f"{path.name} is not a llama-cpp-python wheel; give the llama_cpp_python-*.whl file.")
-    _check_llama_tags(path, target)
-    built_on = _read_json(path.parent / "build.json")
-    cmake_args = built_on.get("cmake_args") if built_on else None
-    glibc, glibcxx = shared_library_needs(path)
-    return LlamaBuild(Wheel("llama_cpp_python", version, path, origin), cmake_args, backend_of(cmake_args),
-                      built_on, glibc, glibcxx)
-
-
-def _installed_wheel_file(pin: Pin) -> Path | None:
+def installed_wheel_file(pin: Pin) -> Path | None:
     """The wheel file pip installed this distribution from, checked against the hash pip recorded."""
     from importlib import metadata
 
@@ -331,72 +188,15 @@ def _installed_wheel_file(pin: Pin) -> Path | None:
     return path
 
 
-def _installed_from_wheel_file(pin: Pin) -> Wheel | None:
+def installed_from_wheel_file(pin: Pin) -> Wheel | None:
     """A dependency pip installed from a local wheel file (not from an index): that very file."""
     if pin.name == PIP_PROJECT:
         return None
     try:
-        path = _installed_wheel_file(pin)
+        path = installed_wheel_file(pin)
     except BundleError:
         return None
     return Wheel(pin.display, pin.version, path, "given") if path else None
-
-
-def _check_llama_tags(path: Path, target: WheelTarget) -> None:
-    from packaging.utils import parse_wheel_filename
-
-    _, _, _, tags = parse_wheel_filename(path.name)
-    if target.platforms:
-        want_system, want_machine = tg.system_of_tag(target.platforms[0]), tg.machine_of_tag(target.platforms[0])
-    else:
-        here = tg.this_machine()
-        want_system, want_machine = here.system, here.machine
-    for tag in tags:
-        python_ok = (tag.interpreter == target.abi or tag.abi == "abi3"
-                     or (tag.interpreter.startswith("py3") and tag.abi == "none"))
-        platform_ok = (tg.system_of_tag(tag.platform) == want_system
-                       and tg.machine_of_tag(tag.platform) in (want_machine, "universal2"))
-        if python_ok and platform_ok:
-            return
-    raise BundleError(
-        f"{path.name} is not built for the target (Python {target.python}, "
-        + (", ".join(target.platforms) if target.platforms else "this machine") +
-        "). Give a llama-cpp-python wheel built for it with --llama-wheel PATH."
-    )
-
-
-def backend_of(cmake_args: str | None) -> str:
-    if cmake_args is None:
-        return "unknown (no build.json beside the wheel)"
-    text = cmake_args.upper()
-
-    def on(flag: str) -> bool:
-        return re.search(rf"-D{flag}=(ON|1|TRUE|YES)\b", text) is not None
-
-    arch = re.search(r"-DCMAKE_CUDA_ARCHITECTURES=(\S+)", cmake_args)
-    if on("GGML_CUDA") or on("LLAMA_CUBLAS") or on("GGML_CUBLAS"):
-        return "CUDA" + (f" (architectures {arch.group(1)})" if arch else "")
-    if on("GGML_HIP") or on("GGML_HIPBLAS") or on("LLAMA_HIPBLAS"):
-        return "ROCm/HIP"
-    if on("GGML_METAL"):
-        return "Metal"
-    if on("GGML_VULKAN"):
-        return "Vulkan"
-    if re.search(r"-DGGML_NATIVE=(OFF|0|FALSE|NO)\b", text):
-        return "CPU (portable: -DGGML_NATIVE=OFF)"
-    return "CPU (native: may use instructions only the build machine's CPU has)"
-
-
-def shared_library_needs(wheel: Path) -> tuple[str | None, str | None]:
-    """The newest GLIBC_ and GLIBCXX_ symbol versions the wheel's shared libraries ask for."""
-    glibc, glibcxx = [], []
-    with zipfile.ZipFile(wheel) as archive:
-        for info in archive.infolist():
-            if re.search(r"\.so(\.\d+)*$", info.filename):
-                data = archive.read(info)
-                glibc.append(tg.newest_symbol_version(data, b"GLIBC_"))
-                glibcxx.append(tg.newest_symbol_version(data, b"GLIBCXX_"))
-    return tg.newest(glibc), tg.newest(glibcxx)
 
 
 # ---- fetching from the index, through the cache ---------------------------------------------------------------
@@ -442,7 +242,7 @@ def _cached(pin: Pin, cache: Path, supported: dict[str, int]) -> Path | None:
             name, version, _, tags = parse_wheel_filename(path.name)
         except ValueError:
             continue
-        if _canonical(name) != pin.name or str(version) != _normal_version(pin.version):
+        if canonical(name) != pin.name or str(version) != _normal_version(pin.version):
             continue
         rank = min((supported[str(t)] for t in tags if str(t) in supported), default=None)
         if rank is not None and (best is None or rank < best[0]) and _readable_wheel(path):
@@ -460,7 +260,7 @@ def _download_batch(pins: list[Pin], target: WheelTarget, cache: Path) -> Pin | 
         if result.returncode == 0:
             return None
         match = re.search(r"No matching distribution found for (\S+?)==", result.stderr)
-        failed = next((p for p in pins if match and _canonical(match.group(1)) == p.name), None)
+        failed = next((p for p in pins if match and canonical(match.group(1)) == p.name), None)
         if failed is None:
             raise BundleError(
                 "pip could not download the wheels for the bundle: " + _last_lines(result.stderr) + ". Check the "
@@ -508,31 +308,9 @@ def _wheel_from_sdist(pin: Pin, cache: Path, *, say: Callable[[str], None]) -> W
 # ---- small helpers ----------------------------------------------------------------------------------------------
 
 
-def expand_platform(tag: str) -> list[str]:
-    """A platform tag and the older ones a machine of that kind also runs (what pip's --platform wants)."""
-    match = re.match(r"^manylinux_(\d+)_(\d+)_(\w+)$", tag)
-    if match:
-        major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
-        out = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
-        legacy = [("manylinux2014", 17), ("manylinux2010", 12), ("manylinux1", 5)]
-        out += [f"{name}_{arch}" for name, needed in legacy if major == 2 and minor >= needed
-                and (name == "manylinux2014" or arch in ("x86_64", "i686"))]
-        return out
-    match = re.match(r"^musllinux_(\d+)_(\d+)_(\w+)$", tag)
-    if match:
-        major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
-        return [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
-    match = re.match(r"^macosx_(\d+)_(\d+)_(\w+)$", tag)
-    if match:
-        from packaging.tags import mac_platforms
-
-        return list(mac_platforms((int(match.group(1)), int(match.group(2))), match.group(3)))
-    return [tag]
-
-
 def requirements_text(wheels: tuple[Wheel, ...]) -> str:
     """wheels/requirements.txt: every wheel of the bundle pinned (pip resolves them offline, --no-index)."""
-    lines = [f"{w.name}=={w.version}" for w in sorted(wheels, key=lambda w: _canonical(w.name))]
+    lines = [f"{w.name}=={w.version}" for w in sorted(wheels, key=lambda w: canonical(w.name))]
     return "# every wheel of this bundle, pinned; installed with pip --no-index --find-links wheels/\n" + "\n".join(lines) + "\n"
 
 
@@ -557,14 +335,14 @@ def _only_wheel(folder: Path) -> Path:
     return found[0]
 
 
-def _name_version(path: Path) -> tuple[str, str]:
+def name_version(path: Path) -> tuple[str, str]:
     from packaging.utils import parse_wheel_filename
 
     try:
         name, version, _, _ = parse_wheel_filename(Path(path).name)
     except ValueError as error:
         raise BundleError(f"{Path(path).name} is not a wheel file name ({error}).") from error
-    return _canonical(name), str(version)
+    return canonical(name), str(version)
 
 
 def _wheel_metadata(path: Path) -> dict:
@@ -590,14 +368,14 @@ def _installed_version(name: str) -> str:
     return metadata.version(name)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 

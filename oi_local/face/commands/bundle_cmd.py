@@ -144,6 +144,7 @@ def self_check(model: str | None) -> int:
         return 0
     import httpx
 
+    from oi_local.env import TIMEOUTS
     from oi_local.face.local_mode import prepare_endpoint
     from oi_local.machine.paths import app_paths
     from oi_local.providers import builtin
@@ -156,7 +157,8 @@ def self_check(model: str | None) -> int:
         body = {"model": endpoint.model_id, "messages": [{"role": "user", "content": SELF_CHECK_PROMPT}],
                 "max_tokens": 8, "temperature": 0}
         try:
-            response = httpx.post(f"{endpoint.api_base}/chat/completions", json=body, headers=headers, timeout=120)
+            response = httpx.post(f"{endpoint.api_base}/chat/completions", json=body, headers=headers,
+                                  timeout=TIMEOUTS.self_check_reply)
             response.raise_for_status()
             reply = response.json()["choices"][0]["message"]["content"] or ""
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
