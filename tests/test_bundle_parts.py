@@ -401,3 +401,8 @@ def test_the_installer_modules_need_only_the_standard_library(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "manifest.json is missing" in result.stderr and "Traceback" not in result.stderr
+    installer = [sys.executable, "-I", "-S", "-B", str(tmp_path / "installer" / "install.py")]
+    shown = subprocess.run([*installer, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--prefix DIR" in shown.stdout
+    wrong = subprocess.run([*installer, "--prefx", "/tmp/x"], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "does not take '--prefx'" in wrong.stderr

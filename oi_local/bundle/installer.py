@@ -9,7 +9,6 @@ completes it, so after a kill -9 the same command simply runs again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -64,16 +63,49 @@ def models_dir(environ: dict[str, str] | None = None) -> Path:
     return Path(home).expanduser() / "models" if home else app_data_dir(environ) / "models"
 
 
+USAGE = """usage: install.sh [--prefix DIR] [--no-self-check] [--check] [--ollama-models DIR]
+
+Install this oi_local offline bundle. No network is used: pip installs from the bundle's wheels (--no-index).
+  --prefix DIR          the virtual environment to create (default: {prefix})
+  --no-self-check       do not start the server on the first model for one reply at the end
+  --check               check this machine and every file of the bundle; install nothing
+  --ollama-models DIR   Ollama's models folder (default: OLLAMA_MODELS, else ~/.ollama/models)
+Set PYTHON=/path/to/python3 to run it with another Python, OI_LOCAL_HOME=DIR to keep all of oi_local in DIR."""
+
+
+def parse_arguments(argv: list[str]) -> dict:
+    """The installer's few options (it runs before anything but the standard library is there)."""
+    options: dict = {"prefix": None, "self_check": True, "check": False, "ollama_models": None, "help": False}
+    with_value = {"--prefix": "prefix", "--ollama-models": "ollama_models"}
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        name, _, inline = word.partition("=")
+        if name in with_value:
+            value = inline or (rest.pop(0) if rest else "")
+            if not value:
+                raise BundleError(f"{name} needs a folder after it, e.g. {name} ~/oi_local. Run install.sh --help.")
+            options[with_value[name]] = Path(value).expanduser()
+        elif word == "--no-self-check":
+            options["self_check"] = False
+        elif word == "--check":
+            options["check"] = True
+        elif word in ("-h", "--help"):
+            options["help"] = True
+        else:
+            raise BundleError(f"install.sh does not take {word!r}. Run install.sh --help to see what it takes.")
+    return options
+
+
 def main(argv: list[str], *, bundle: str) -> int:
-    parser = argparse.ArgumentParser(prog="install.sh", description="Install this oi_local offline bundle (no network).")
-    parser.add_argument("--prefix", type=Path, help=f"the virtual environment to create (default: {default_prefix()})")
-    parser.add_argument("--no-self-check", action="store_true", help="skip starting the server on the first model")
-    parser.add_argument("--check", action="store_true", help="check the bundle and this machine only; install nothing")
-    parser.add_argument("--ollama-models", type=Path, help="Ollama's models folder (default: OLLAMA_MODELS or ~/.ollama/models)")
-    args = parser.parse_args(argv)
-    options = InstallOptions(Path(bundle), (args.prefix or default_prefix()).expanduser().absolute(),
-                             self_check=not args.no_self_check, check_only=args.check, ollama_dir=args.ollama_models)
     try:
+        given = parse_arguments(argv)
+        if given["help"]:
+            print(USAGE.format(prefix=default_prefix()))
+            return 0
+        options = InstallOptions(Path(bundle), (given["prefix"] or default_prefix()).absolute(),
+                                 self_check=given["self_check"], check_only=given["check"],
+                                 ollama_dir=given["ollama_models"])
         install(options)
     except OiLocalError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)

@@ -7,45 +7,17 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    create = sub.add_parser("create", help="pack oi_local, its wheels and models into one file for an offline machine")
-    create.add_argument("--model", dest="models", action="append", default=[], metavar="ID",
-                        help="a model from the models folder (repeat for more)")
-    create.add_argument("--ollama-model", dest="ollama_models", action="append", default=[], metavar="NAME",
-                        help="an Ollama model from OLLAMA_MODELS or ~/.ollama/models, e.g. llama3.2:1b (repeat for more)")
-    create.add_argument("--no-models", action="store_true", help="the program only")
-    create.add_argument("-o", "--output", type=Path, default=Path("oi_local-bundle.tar"),
-                        help="the bundle file (default: oi_local-bundle.tar)")
-    create.add_argument("--compress", nargs="?", const="auto", choices=("auto", "zstd", "gzip"),
-                        help="compress the tar: zstd where this Python has it, else gzip (or name one)")
-    create.add_argument("--python-version", help="wheels for another Python, e.g. 3.12 (default: this one)")
-    create.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
-                        help="wheels for another machine, e.g. manylinux_2_28_aarch64 (needs --llama-wheel)")
-    create.add_argument("--llama-wheel", type=Path, metavar="PATH",
-                        help="a llama-cpp-python wheel built for the target (default: the one installed here)")
-    create.add_argument("--json", action="store_true", help="print the result as JSON")
-
-    verify = sub.add_parser("verify", help="check a bundle file or folder against its manifest, installing nothing")
-    verify.add_argument("path", type=Path, metavar="FILE|DIR")
-    verify.add_argument("--json", action="store_true")
-
-    check = sub.add_parser("self-check", help="start the server on a model and get one reply (what install.sh runs)")
-    check.add_argument("model", nargs="?", help="a model id (none: only load llama.cpp)")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     if args.action == "create":
         return _create(args, sys.argv[1:])
     if args.action == "verify":
@@ -70,7 +42,7 @@ def _say(message: str) -> None:
     print(f"bundle: {message}", file=sys.stderr, flush=True)
 
 
-def _create(args: argparse.Namespace, argv: list[str]) -> int:
+def _create(args: Invocation, argv: list[str]) -> int:
     from oi_local.bundle.create import CreateOptions, create
     from oi_local.files import format_bytes
     from oi_local.machine.paths import app_paths
@@ -106,7 +78,7 @@ def _create(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: Invocation) -> int:
     from oi_local.bundle.verify import verify
 
     enabled = sys.stderr.isatty() and not args.json
@@ -155,7 +127,7 @@ def self_check(model: str | None) -> int:
     try:
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         body = {"model": endpoint.model_id, "messages": [{"role": "user", "content": SELF_CHECK_PROMPT}],
-                "max_tokens": 8, "temperature": 0}
+                "max_tokens": 8}
         try:
             response = httpx.post(f"{endpoint.api_base}/chat/completions", json=body, headers=headers,
                                   timeout=TIMEOUTS.self_check_reply)
