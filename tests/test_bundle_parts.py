@@ -349,7 +349,7 @@ def test_the_offline_default_stops_downloads_and_can_be_overridden(app_home, mon
     write_offline_default(paths, manifest)
     assert env.hub_offline() is True and "offline.json" in env.offline_reason()
     hub_model = next(e for e in catalog.load() if any(s.kind == "hf" for s in e.sources))
-    with pytest.raises(OiLocalError, match="offline is the default here"):
+    with pytest.raises(OiLocalError, match="offline.json"):
         ModelStore(paths.models, catalog.load()).ensure(hub_model, progress=False)
     monkeypatch.setenv("OI_LOCAL_OFFLINE", "0")
     assert env.hub_offline() is False
