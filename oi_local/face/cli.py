@@ -101,11 +101,40 @@ def _add_serve(sub) -> None:
     serve.add_argument("--verify", action="store_true", help="hash the model file in full before serving it")
 
 
+def _add_bundle(sub) -> None:
+    parser = sub.add_parser("bundle", help="an offline bundle: create one, verify one, self-check an install")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="pack oi_local, its wheels and models into one file for an offline machine")
+    create.add_argument("--model", dest="models", action="append", default=[], metavar="ID",
+                        help="a model from the models folder (repeat for more)")
+    create.add_argument("--ollama-model", dest="ollama_models", action="append", default=[], metavar="NAME",
+                        help="an Ollama model from OLLAMA_MODELS or ~/.ollama/models, e.g. llama3.2:1b (repeat for more)")
+    create.add_argument("--no-models", action="store_true", help="the program only")
+    create.add_argument("-o", "--output", type=Path, default=Path("oi_local-bundle.tar"),
+                        help="the bundle file (default: oi_local-bundle.tar)")
+    create.add_argument("--compress", nargs="?", const="auto", choices=("auto", "zstd", "gzip"),
+                        help="compress the tar: zstd where this Python has it, else gzip (or name one)")
+    create.add_argument("--python-version", help="wheels for another Python, e.g. 3.12 (default: this one)")
+    create.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
+                        help="wheels for another machine, e.g. manylinux_2_28_aarch64 (needs --llama-wheel)")
+    create.add_argument("--llama-wheel", type=Path, metavar="PATH",
+                        help="a llama-cpp-python wheel built for the target (default: the one installed here)")
+    create.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    verify = actions.add_parser("verify", help="check a bundle file or folder against its manifest, installing nothing")
+    verify.add_argument("path", type=Path, metavar="FILE|DIR")
+    verify.add_argument("--json", action="store_true")
+
+    check = actions.add_parser("self-check", help="start the server on a model and get one reply (what install.sh runs)")
+    check.add_argument("model", nargs="?", help="a model id (none: only load llama.cpp)")
+
+
 # name -> (adds its parser, the module whose run(invocation) carries it out); in `oi-local --help` order
 SUBCOMMANDS: dict[str, tuple[Callable[..., None], str]] = {
     "hardware": (_add_hardware, "oi_local.face.commands.hardware_cmd"),
     "models": (_add_models, "oi_local.face.commands.models_cmd"),
     "serve": (_add_serve, "oi_local.face.commands.serve_cmd"),
+    "bundle": (_add_bundle, "oi_local.face.commands.bundle_cmd"),
 }
 
 

@@ -32,6 +32,11 @@ class AppPaths:
     def folders(self) -> tuple[Path, ...]:
         return (self.config, self.models, self.logs, self.conversations, self.profiles, self.state)
 
+    @property
+    def offline_default(self) -> Path:
+        """Written by an offline bundle's install: makes offline the default (oi_local.env.hub_offline)."""
+        return self.config / "offline.json"
+
     def ensure(self) -> AppPaths:
         """Create the folders (0700), and tighten them and the app's own parent folders (those named
         oi_local, e.g. ~/.local/share/oi_local) to 0700. A folder OI_LOCAL_HOME names that already

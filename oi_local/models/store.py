@@ -188,7 +188,8 @@ class ModelStore:
         if offline:
             raise OiLocalError(
                 f"{entry.id} is not in the models folder ({self.models_dir}) and this run is offline (--offline, "
-                "`offline: true` in a profile, or HF_HUB_OFFLINE is set), so nothing is downloaded and no "
+                "`offline: true` in a profile, HF_HUB_OFFLINE, or OI_LOCAL_OFFLINE / the offline default an "
+                "offline bundle's install wrote, <config>/offline.json), so nothing is downloaded and no "
                 f"connection is made. On a connected machine run `oi-local models download {entry.id}` (without "
                 "--offline and HF_HUB_OFFLINE), or copy the file here and run `oi-local models import PATH`."
             )
