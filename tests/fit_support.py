@@ -8,9 +8,11 @@ is the process's peak resident set (VmHWM), which includes the memory-mapped wei
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,16 +43,21 @@ def _peak_rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0) -> Measured:
+@contextlib.contextmanager
+def running_server(model_path: Path, n_ctx: int, *, extra: tuple[str, ...] = (), log_path: Path | None = None,
+                   timeout: float = 120.0) -> Iterator[tuple[subprocess.Popen, str]]:
+    """llama.cpp's server started as the runner starts it (n_ctx, logits_all off), until it answers /v1/models;
+    yields (process, base URL); stopped (its whole process tree) afterwards. Its log goes to `log_path`."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "False",
+        "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "False", *extra,
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"llama.cpp server exited with {process.returncode}: {' '.join(cmd)}")
@@ -60,8 +67,24 @@ def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: 
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("llama.cpp server did not become healthy in 120 s")
+                raise RuntimeError(f"llama.cpp server did not become healthy in {timeout:.0f} s")
             time.sleep(0.1)
+        yield process, base
+    finally:
+        stop_process_tree(process.pid, grace=10, popen=process)
+        if log_path:
+            log.close()
+
+
+def server_log(model_path: Path, n_ctx: int, log_path: Path, *, extra: tuple[str, ...] = ()) -> str:
+    """The log of llama.cpp's server after it loaded the model and made its context (its buffer sizes)."""
+    with running_server(model_path, n_ctx, extra=extra, log_path=log_path):
+        pass
+    return log_path.read_text(errors="replace")
+
+
+def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0) -> Measured:
+    with running_server(model_path, n_ctx) as (process, base):
         proc = psutil.Process(process.pid)
         after_load = proc.memory_info().rss
         small = httpx.post(f"{base}/chat/completions", timeout=timeout,
@@ -83,5 +106,3 @@ def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: 
             prompt_tokens=int(reply.json()["usage"]["prompt_tokens"]),
             fill_seconds=seconds,
         )
-    finally:
-        stop_process_tree(process.pid, grace=10, popen=process)

@@ -51,6 +51,7 @@ class HubStandin:
     token: str | None = None  # when set, requests must carry `Authorization: Bearer <token>`
     ignore_range: bool = False  # answer every GET with the whole file (200), as some proxies do
     gated: bool = False  # answer like a gated repo whose licence the token's user has not accepted
+    fail_status: int | None = None  # answer every request with this HTTP status (500, 503, 429: a failing hub)
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     bytes_served: int = 0
@@ -150,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub._record(RequestRecord(self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
         if hub.token is not None and self.headers.get("Authorization") != f"Bearer {hub.token}":
             return self._error(401, "RepoNotFound", "Invalid credentials in Authorization header")
+        if hub.fail_status is not None:
+            return self._error(hub.fail_status, None, "Internal Error - We're working hard to fix this as soon as possible!")
         if hub.gated:
             return self._error(403, "GatedRepo", "Access to this model is restricted: accept its conditions")
         match = _RESOLVE.match(path)

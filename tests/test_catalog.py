@@ -238,6 +238,54 @@ def test_user_catalog_adds_and_overrides_by_id(tmp_path):
 
 def test_a_bad_user_catalog_names_the_user_file(tmp_path):
     user = write(tmp_path, GOOD.replace("size_bytes: 1000", "size_bytes: lots"), "user.yaml")
+    # strict=True: since issue 12, load() falls back to the shipped catalog with a warning by default
     with pytest.raises(CatalogError) as info:
-        catalog.load(user)
+        catalog.load(user, strict=True)
     assert info.value.file == user and info.value.line == 6
+
+
+# ---- issue 12: the right line for a YAML error, and a bad user catalog does not block the shipped one --------
+
+
+@pytest.mark.parametrize("old, new, line, words", [
+    ('name: Tiny', 'name: "Tiny', 3, "quoted scalar"),  # an unclosed quote: PyYAML gives up at the end
+    ('name: Tiny', 'name: [Tiny', 3, "flow sequence"),  # an unclosed bracket
+    ('    format: gguf', '   format: gguf', 4, "expected <block end>"),  # one space short
+])
+def test_a_yaml_error_names_the_line_to_fix(tmp_path, old, new, line, words):
+    text = GOOD.replace(old, new, 1) + GOOD.split("models:\n")[1].replace("id: tiny", "id: other")
+    assert text.count("\n") > line + 10  # the end of the file is far from the line to fix
+    error = bad_text(tmp_path, text)
+    assert error.line == line and words in str(error)
+
+
+def bad_text(tmp_path: Path, text: str) -> CatalogError:
+    with pytest.raises(CatalogError) as info:
+        catalog.load_file(write(tmp_path, text))
+    return info.value
+
+
+def test_a_bad_user_catalog_falls_back_to_the_shipped_one_with_a_warning(tmp_path):
+    user = write(tmp_path, GOOD.replace("name: Tiny", 'name: "Tiny'), "user.yaml")
+    warnings: list[str] = []
+    entries = catalog.load(user, warn=warnings.append)
+    assert [e.id for e in entries] == [e.id for e in catalog.load()]
+    (warning,) = warnings
+    assert str(user) in warning and "line 3" in warning and "shipped catalog" in warning
+
+
+def test_the_cli_uses_the_shipped_catalog_when_the_users_is_broken(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    write(home / "config", GOOD.replace("name: Tiny", 'name: "Tiny'), "model_catalog.yaml")
+    done = subprocess.run([str(Path(sys.executable).parent / "oi-local"), "models", "list", "--all", "--json"],
+                          env=dict(os.environ, OI_LOCAL_HOME=str(home)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {e["id"] for e in json.loads(done.stdout)["catalog"]} == {e.id for e in catalog.load()}
+    warning = [line for line in done.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and "model_catalog.yaml, line 3" in warning[0] and "Traceback" not in done.stderr

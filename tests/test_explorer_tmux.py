@@ -300,3 +300,76 @@ def test_import_a_file_from_the_menu(tmp_path, env_nothing_running, session, tes
     listed = subprocess.run([str(INTERPRETER.parent / "oi-local"), "models", "list", "--json"], env=base_env(home),
                             capture_output=True, text=True, timeout=60)
     assert f'"{model_id}"' in listed.stdout, listed.stdout + listed.stderr  # now in the store
+
+
+def _remember_custom(home: Path, url: str) -> None:
+    from oi_local.face import last_choice
+    from oi_local.machine.paths import app_paths
+
+    last_choice.save(app_paths({"OI_LOCAL_HOME": str(home)}).ensure().config, last_choice.LastChoice("custom", "m", url))
+
+
+def test_custom_url_prompt_starts_empty_and_takes_what_is_typed(tmp_path, env_nothing_running, session, llama_server):
+    """Issue 12: the prompt was pre-filled with http://127.0.0.1:8080/v1, so a typed URL was appended to it."""
+    t = session(tmp_path / "home", "--local", env_nothing_running)
+    t.wait_for("Custom OpenAI-compatible URL")
+    t.send("Down", "Down", "Down", "Down", "Down", "Enter")
+    screen = t.wait_for("Server URL (OpenAI-compatible):")
+    assert "e.g. http://127.0.0.1:8080/v1" in screen  # a greyed hint, not text in the field
+    t.send("Enter")  # nothing typed: nothing to connect to
+    t.wait_for("No URL given")
+    t.type(llama_server.base_url)  # no Ctrl-U first: the field holds only what was typed
+    t.send("Enter")
+    screen = t.wait_for("asks for an API key")
+    assert f"Server URL (OpenAI-compatible): {llama_server.base_url}" in screen
+    t.send("C-c")
+    assert t.exit_code(20) == 0
+
+
+def test_custom_url_prompt_offers_last_url_and_typing_replaces_it(tmp_path, env_nothing_running, session, llama_server):
+    home = tmp_path / "home"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    _remember_custom(home, dead)
+    t = session(home, "--local", env_nothing_running)
+    t.wait_for("Custom OpenAI-compatible URL")
+    assert "» ○ Custom OpenAI-compatible URL" in t.screen()  # last time's provider is preselected
+    t.send("Enter")
+    t.wait_for(f"(Enter: {dead})")
+    t.type(llama_server.base_url)
+    t.send("Enter")
+    screen = t.wait_for("asks for an API key")  # the typed server answered, not last time's
+    assert dead + llama_server.base_url not in screen and f"Nothing answers at {dead}" not in screen
+    t.send("C-c")
+    assert t.exit_code(20) == 0
+
+
+def test_custom_url_prompt_enter_takes_the_offered_url(tmp_path, env_nothing_running, session, llama_server):
+    home = tmp_path / "home"
+    _remember_custom(home, llama_server.base_url)
+    t = session(home, "--local", env_nothing_running)
+    t.wait_for("Custom OpenAI-compatible URL")
+    t.send("Enter")
+    t.wait_for(f"(Enter: {llama_server.base_url})")
+    t.send("Enter")
+    t.wait_for("asks for an API key")
+    t.send("C-c")
+    assert t.exit_code(20) == 0
+
+
+def test_custom_url_not_answering_lets_the_user_type_another(tmp_path, env_nothing_running, session, llama_server):
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    t = session(tmp_path / "home", "--local", env_nothing_running)
+    t.wait_for("Custom OpenAI-compatible URL")
+    t.send("Down", "Down", "Down", "Down", "Down", "Enter")
+    t.wait_for("Server URL (OpenAI-compatible):")
+    t.type(dead)
+    t.send("Enter")
+    screen = t.wait_for("What now?")
+    assert f"Nothing answers at {dead}" in screen and "Type another URL…" in screen
+    t.send("Down", "Enter")
+    wait_count(t, "Server URL (OpenAI-compatible):", 2)
+    t.type(llama_server.base_url)
+    t.send("Enter")
+    t.wait_for("asks for an API key")
+    t.send("C-c")
+    assert t.exit_code(20) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import standins
 
-from oi_local.machine import hardware
+from oi_local.machine import hardware, parsers
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hardware"
 MIB = 1024 * 1024
@@ -60,22 +62,31 @@ def _fake_tool(folder: Path, name: str, stdout: str, exit_code: int = 0) -> None
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="the tool path probe is the Linux one")
+def test_probe_on_the_h200_outputs_gives_what_the_real_h200_gave(tmp_path, monkeypatch):
+    """nvidia-smi printing what it printed on a real H200 machine: the GPU part of `oi-local hardware --json`
+    there (tests/fixtures/hardware/nvidia_h200_hardware.json) is what the probe makes of it here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    standins.nvidia_smi(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    hw = hardware.probe(tmp_path)
+    recorded = json.loads(fixture("nvidia_h200_hardware.json"))
+    assert [dataclasses.asdict(g) for g in hw.gpus if g.vendor == "nvidia"] == recorded["gpus"]
+    assert not [p for p in hw.problems if "NVIDIA" in p]
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="the tool path probe is the Linux one")
 def test_probe_runs_nvidia_smi_and_rocm_smi_from_path(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    # nvidia-smi answers the query and, called plainly, its header
-    (bin_dir / "q.out").write_text(fixture("nvidia_smi_two_gpus.csv"))
-    (bin_dir / "h.out").write_text(fixture("nvidia_smi_header.txt"))
-    script = bin_dir / "nvidia-smi"
-    script.write_text(f"#!/bin/sh\nif [ $# -gt 0 ]; then cat '{bin_dir}/q.out'; else cat '{bin_dir}/h.out'; fi\n")
-    script.chmod(0o755)
+    standins.nvidia_smi(bin_dir, query="nvidia_smi_two_gpus.csv")
     _fake_tool(bin_dir, "rocm-smi", fixture("rocm_smi_two_gpus.json"))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     hw = hardware.probe(tmp_path)
     names = [g.name for g in hw.gpus]
     assert names[:2] == ["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 3090"]
     assert "Radeon RX 7900 XTX" in names and "AMD Instinct MI210" in names
-    assert hw.gpus[0].runtime_version == "12.4"
+    assert hw.gpus[0].runtime_version == "13.0"  # from the H200's plain nvidia-smi header
     assert hw.problems == ()
 
 
@@ -126,7 +137,7 @@ def test_hardware_command_json_and_table(tmp_path):
 
 
 def test_nvidia_two_gpus():
-    gpus = hardware.parse_nvidia_smi(fixture("nvidia_smi_two_gpus.csv"), "12.4")
+    gpus = parsers.parse_nvidia_smi(fixture("nvidia_smi_two_gpus.csv"), "12.4")
     assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 3090"]
     assert gpus[0].total_vram_bytes == 24564 * MIB and gpus[0].free_vram_bytes == 23997 * MIB
     assert gpus[1].free_vram_bytes == 1210 * MIB
@@ -135,24 +146,31 @@ def test_nvidia_two_gpus():
 
 
 def test_nvidia_integrated_gpu_with_unreported_memory():
-    (gpu,) = hardware.parse_nvidia_smi(fixture("nvidia_smi_integrated.csv"))
+    (gpu,) = parsers.parse_nvidia_smi(fixture("nvidia_smi_integrated.csv"))
     assert gpu.name == "NVIDIA GB10"
     assert gpu.total_vram_bytes is None and gpu.free_vram_bytes is None
     assert gpu.unified_memory
 
 
+def test_nvidia_h200():
+    (gpu,) = parsers.parse_nvidia_smi(fixture("nvidia_h200_query.csv"), "13.0")
+    assert gpu.name == "NVIDIA H200" and gpu.vendor == "nvidia" and gpu.backend == "cuda"
+    assert gpu.total_vram_bytes == 143771 * MIB and gpu.free_vram_bytes == 143156 * MIB
+    assert gpu.driver == "580.159.04" and not gpu.unified_memory
+
+
 def test_nvidia_cuda_version_from_header():
-    assert hardware.parse_nvidia_cuda_version(fixture("nvidia_smi_header.txt")) == "12.4"
-    assert hardware.parse_nvidia_cuda_version(fixture("nvidia_smi_no_devices.txt")) is None
+    assert parsers.parse_nvidia_cuda_version(fixture("nvidia_h200_smi.txt")) == "13.0"
+    assert parsers.parse_nvidia_cuda_version(fixture("nvidia_smi_no_devices.txt")) is None
 
 
 def test_nvidia_no_gpu_output_gives_no_gpus():
-    assert hardware.parse_nvidia_smi("") == []
-    assert hardware.parse_nvidia_smi(fixture("nvidia_smi_no_devices.txt")) == []
+    assert parsers.parse_nvidia_smi("") == []
+    assert parsers.parse_nvidia_smi(fixture("nvidia_smi_no_devices.txt")) == []
 
 
 def test_rocm_two_gpus():
-    gpus = hardware.parse_rocm_smi(fixture("rocm_smi_two_gpus.json"))
+    gpus = parsers.parse_rocm_smi(fixture("rocm_smi_two_gpus.json"))
     assert [g.name for g in gpus] == ["Radeon RX 7900 XTX", "AMD Instinct MI210"]
     assert gpus[0].total_vram_bytes == 25753026560
     assert gpus[0].free_vram_bytes == 25753026560 - 1037295616
@@ -160,7 +178,7 @@ def test_rocm_two_gpus():
 
 
 def test_rocm_integrated_apu():
-    (gpu,) = hardware.parse_rocm_smi(fixture("rocm_smi_apu.json"))
+    (gpu,) = parsers.parse_rocm_smi(fixture("rocm_smi_apu.json"))
     assert gpu.name == "AMD Radeon 780M"
     assert gpu.total_vram_bytes == 512 * MIB
     assert gpu.unified_memory
@@ -168,7 +186,7 @@ def test_rocm_integrated_apu():
 
 def test_apple_silicon_is_unified_metal():
     ram = 32 * 1024**3
-    (gpu,) = hardware.parse_system_profiler(fixture("system_profiler_apple_m2.json"), ram)
+    (gpu,) = parsers.parse_system_profiler(fixture("system_profiler_apple_m2.json"), ram)
     assert gpu.vendor == "apple" and gpu.name == "Apple M2 Pro"
     assert gpu.backend == "metal" and gpu.unified_memory
     assert gpu.total_vram_bytes == ram * 3 // 4
@@ -176,28 +194,28 @@ def test_apple_silicon_is_unified_metal():
 
 
 def test_intel_mac_with_integrated_and_discrete_gpu():
-    intel, amd = hardware.parse_system_profiler(fixture("system_profiler_intel_mac.json"), 16 * 1024**3)
+    intel, amd = parsers.parse_system_profiler(fixture("system_profiler_intel_mac.json"), 16 * 1024**3)
     assert intel.vendor == "intel" and intel.unified_memory and intel.total_vram_bytes == 1536 * MIB
     assert amd.vendor == "amd" and not amd.unified_memory and amd.total_vram_bytes == 8 * 1024**3
     assert amd.backend == "metal"
 
 
 def test_no_gpu_system_profiler():
-    assert hardware.parse_system_profiler(fixture("system_profiler_no_gpu.json"), 8 * 1024**3) == []
+    assert parsers.parse_system_profiler(fixture("system_profiler_no_gpu.json"), 8 * 1024**3) == []
 
 
 def test_cpuinfo_x86_and_arm():
-    model, flags = hardware.parse_cpuinfo(fixture("cpuinfo_x86.txt"))
+    model, flags = parsers.parse_cpuinfo(fixture("cpuinfo_x86.txt"))
     assert model == "Intel(R) Xeon(R) Platinum 8480+"
     assert flags == {"avx", "avx2", "avx512f", "amx", "f16c", "fma"}
-    model, flags = hardware.parse_cpuinfo(fixture("cpuinfo_arm.txt"))
+    model, flags = parsers.parse_cpuinfo(fixture("cpuinfo_arm.txt"))
     assert flags == {"neon", "f16c"}
 
 
 def test_sysctl_apple_and_intel_mac():
-    model, flags = hardware.parse_sysctl(fixture("sysctl_apple.txt"))
+    model, flags = parsers.parse_sysctl(fixture("sysctl_apple.txt"))
     assert model == "Apple M2 Pro" and flags == {"neon", "f16c"}
-    model, flags = hardware.parse_sysctl(fixture("sysctl_intel_mac.txt"))
+    model, flags = parsers.parse_sysctl(fixture("sysctl_intel_mac.txt"))
     assert model.startswith("Intel(R) Core(TM) i9")
     assert flags == {"avx", "avx2", "fma", "f16c"}
 
@@ -215,13 +233,13 @@ def test_sysfs_amd_discrete_intel_integrated_and_connectors(tmp_path):
     _card(tmp_path, "card1", "0x1002", mem_info_vram_total=str(16 * 1024**3), mem_info_vram_used=str(1024**3))
     (tmp_path / "card1-DP-1").mkdir()  # a connector, not a card
     _card(tmp_path, "card2", "0x1af4")  # a virtual display adapter: not a GPU we can use
-    gpus = hardware.parse_sysfs_gpus(tmp_path)
+    gpus = parsers.parse_sysfs_gpus(tmp_path)
     assert [g.vendor for g in gpus] == ["intel", "amd"]
     intel, amd = gpus
     assert intel.unified_memory and intel.total_vram_bytes is None
     assert amd.total_vram_bytes == 16 * 1024**3 and amd.free_vram_bytes == 15 * 1024**3
     assert amd.backend == "rocm" and not amd.unified_memory
-    assert hardware.parse_sysfs_gpus(tmp_path / "missing") == []
+    assert parsers.parse_sysfs_gpus(tmp_path / "missing") == []
 
 
 def test_to_dict_is_json_ready(tmp_path):

@@ -51,7 +51,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("how", ["exit", "sigterm"])
 def test_managed_child_is_stopped_when_we_exit_or_get_sigterm(tmp_path, how):
     code = (
-        "import sys, time; from pathlib import Path; from oi_local.providers.base import ManagedChild\n"
+        "import sys, time; from pathlib import Path; from oi_local.serving.process import ManagedChild\n"
         f"c = ManagedChild(['sleep', '120'], log_path=Path(r'{tmp_path}') / 'child.log')\n"
         "print(c.pid, flush=True)\n"
         + ("time.sleep(120)\n" if how == "sigterm" else "sys.stdin.readline()\n")

@@ -64,25 +64,27 @@ def assert_gone(pid: int) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 
+# Changed with issue 12: the API key is no longer on the command line (any local user can read argv); the
+# llama.cpp server gets it in its environment (API_KEY), a llamafile in a 0600 file (--api-key-file, added by
+# start_server). And the llama.cpp server, which may be shared by several runs, no longer cuts a streamed reply
+# short when another request arrives (--interrupt_requests False).
 def test_llamacpp_command_has_every_setting(test_model_path):
-    argv = llamacpp.command(test_model_path, FIT, model_id="smol", host="127.0.0.1", port=4321, api_key="k",
-                            threads=3)
+    argv = llamacpp.command(test_model_path, FIT, model_id="smol", host="127.0.0.1", port=4321, threads=3)
     assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs == {"--model": str(test_model_path), "--model_alias": "smol", "--host": "127.0.0.1",
                      "--port": "4321", "--n_ctx": "2048", "--n_gpu_layers": "0", "--n_threads": "3",
-                     "--api_key": "k", "--logits_all": "False"}
+                     "--logits_all": "False", "--interrupt_requests": "False"}
     assert "--chat_format" not in argv  # the GGUF's own template is used
-    assert llamacpp.command(test_model_path, FIT, model_id="s", host="127.0.0.1", port=1, api_key="k", threads=1,
+    assert llamacpp.command(test_model_path, FIT, model_id="s", host="127.0.0.1", port=1, threads=1,
                             chat_format="chatml")[-2:] == ["--chat_format", "chatml"]
 
 
 def test_llamafile_command_uses_llamafile_flags(tmp_path):
-    argv = llamafile.command(["/m.llamafile"], FIT, model_id="smol", host="127.0.0.1", port=4321, api_key="k",
-                             threads=2)
+    argv = llamafile.command(["/m.llamafile"], FIT, model_id="smol", host="127.0.0.1", port=4321, threads=2)
     assert argv == ["/m.llamafile", "--server", "--nobrowser", "--host", "127.0.0.1", "--port", "4321", "-c",
-                    "2048", "-ngl", "0", "--api-key", "k", "--alias", "smol", "-t", "2"]
-    assert llamafile.command(["llamafile.exe"], FIT, model_id="s", host="127.0.0.1", port=1, api_key="k",
+                    "2048", "-ngl", "0", "--alias", "smol", "-t", "2"]
+    assert llamafile.command(["llamafile.exe"], FIT, model_id="s", host="127.0.0.1", port=1,
                              weights=Path("m.gguf"))[-2:] == ["-m", "m.gguf"]
 
 

@@ -9,15 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from oi_local import settings as declared
 from oi_local.agent import messages as lmc
 from oi_local.agent.examples import select as select_examples
 from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
 from oi_local.agent.templates import (
-    DEFAULT_SYSTEM_MESSAGE,
     LOCAL_DEFAULT,
     LOCAL_HARNESS,
     LOOP_BREAKERS,
-    LOOP_MESSAGE,
     REPAIR_TEMPLATES,
     PromptVariant,
 )
@@ -26,8 +25,6 @@ from oi_local.errors import OiLocalError
 
 if TYPE_CHECKING:
     from oi_local.endpoint import Endpoint
-
-_DEFAULT_TEMPLATES = lmc.Templates()
 
 
 class AgentDisplay(Protocol):
@@ -49,38 +46,14 @@ class OpenInterpreter:
 
     display_factory: Callable[[OpenInterpreter], AgentDisplay] | None = None
 
-    def __init__(
-        self,
-        messages: list[dict] | None = None,
-        offline: bool = False,
-        auto_run: bool = False,
-        verbose: bool = False,
-        max_output: int = 2800,
-        loop: bool = False,
-        system_message: str = DEFAULT_SYSTEM_MESSAGE,
-        custom_instructions: str = "",
-        user_message_template: str = _DEFAULT_TEMPLATES.user_message_template,
-        always_apply_user_message_template: bool = False,
-        code_output_template: str = _DEFAULT_TEMPLATES.code_output_template,
-        empty_code_output_template: str = _DEFAULT_TEMPLATES.empty_code_output_template,
-        code_output_sender: str = "user",
-        conversation_history: bool = True,
-        conversation_filename: str | None = None,
-        conversation_history_path: str | Path | None = None,
-        max_budget: float | None = None,
-        safe_mode: str = "off",
-        plain: bool = False,
-        multi_line: bool = False,
-        computer: Any = None,
-        llm: Llm | None = None,
-    ) -> None:
+    def __init__(self, messages: list[dict] | None = None, computer: Any = None, llm: Llm | None = None,
+                 **settings: Any) -> None:
+        """`settings`: any of the agent's and the terminal's settings in oi_local.settings by attribute name
+        (offline, auto_run, max_output, system_message, safe_mode, plain, ...); the rest keep their declared
+        defaults. An unknown name is a TypeError."""
         self._messages: list[dict] = lmc.normalize(messages) if messages else []
-        self.offline = offline
-        self.auto_run = auto_run
-        self.verbose = verbose
-        self.max_output = max_output
-        self.loop = loop
-        self.loop_message = LOOP_MESSAGE
+        for name, value in declared.initial_values("agent", settings, caller="OpenInterpreter").items():
+            setattr(self, name, value)
         self.loop_breakers = list(LOOP_BREAKERS)
         self.max_turns = 16  # model replies per chat() call: a small model can otherwise write code forever
         self.stop_on_repeated_code = False  # local defaults: a block identical to one already run ends the turn
@@ -91,24 +64,10 @@ class OpenInterpreter:
         self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
         self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these
         # (the settings above from max_repairs on: issue 10's harness; LOCAL_HARNESS has the local defaults)
-        self.system_message = system_message
         self.example_messages: list[dict] = []  # worked example turns sent after the system message
         self.example_pool: tuple = ()  # worked examples to choose from per task (agent/examples.py)
         self.examples_per_task = 0  # how many of the pool are sent (the closest to the task last)
-        self.custom_instructions = custom_instructions
-        self.user_message_template = user_message_template
-        self.always_apply_user_message_template = always_apply_user_message_template
-        self.code_output_template = code_output_template
-        self.empty_code_output_template = empty_code_output_template
-        self.code_output_sender = code_output_sender
-        self.conversation_history = conversation_history
-        self.conversation_filename = conversation_filename
-        self.conversation_history_path = conversation_history_path
-        self.max_budget = max_budget
         self.total_cost = 0.0
-        self.safe_mode = safe_mode
-        self.plain = plain
-        self.multi_line = multi_line
         self.anonymized_telemetry = False  # nothing is ever sent anywhere
         self.llm = llm or Llm()
         self._computer = computer
@@ -148,7 +107,7 @@ class OpenInterpreter:
 
     def configure_for(self, endpoint: Endpoint, *, local_defaults: bool = True) -> None:
         """Point the model settings at `endpoint`; with local_defaults, apply the settings measured best for
-        small local models (templates, offline, no function calling, temperature 0, stop sequences)."""
+        small local models (templates, offline, no function calling, the default temperature, stop sequences)."""
         self.llm.model = endpoint.llm_model
         self.llm.api_base = endpoint.api_base
         self.llm.api_key = endpoint.api_key
@@ -159,7 +118,7 @@ class OpenInterpreter:
             self.offline = True
             self.llm.supports_functions = False
             self.llm.supports_vision = False
-            self.llm.temperature = 0.0
+            self.llm.temperature = declared.default("llm.temperature")
             self.llm.stop = list(LOCAL_STOP_SEQUENCES)
             self.stop_on_repeated_code = True
             self.max_turns = 6

@@ -13,14 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from oi_local import settings as declared
+from oi_local.agent.templates import DEFAULT_EXECUTION_INSTRUCTIONS  # noqa: F401 (its old home)
 from oi_local.endpoint import is_local_url
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
-
-DEFAULT_EXECUTION_INSTRUCTIONS = (
-    "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
-    "You will receive the output. Use any programming language."
-)
 
 # Text that only shows up when a server renders a chat template's special tokens as plain text (a template
 # mismatch): without these the model goes on to write the user's next turn itself.
@@ -206,7 +203,10 @@ def _delta_text(chunk: Any) -> str:
     return content or ""
 
 
-def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mid_stream: bool, timeout: float) -> OiLocalError:
+def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mid_stream: bool, timeout: float,
+                   unmanaged_local: bool = False) -> OiLocalError:
+    """One paragraph for a failed request. `unmanaged_local`: a server on this machine that this program did
+    not start (nothing here can start it again)."""
     where = api_base or f"the provider of {model}"
     name = type(error).__name__
     detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else name
@@ -225,6 +225,9 @@ def endpoint_error(error: BaseException, *, api_base: str | None, model: str, mi
     else:
         what = "could not be reached"
         todo = "Check that the model server is running and that the address and port are right, then try again."
+    if unmanaged_local and what in ("could not be reached", "stopped in the middle of a reply"):
+        todo = ("oi_local did not start that server, so it cannot start it again: start it yourself (the program "
+                f"that serves {where}) and ask again.")
     return OiLocalError(f"The model server at {where} {what} ({name}: {detail}). {todo}")
 
 
@@ -249,17 +252,12 @@ def litellm_completions(**params: Any) -> Iterator[Any]:
 class Llm:
     """Settings named as in the seed (`interpreter.llm.*`) and `run(messages)`, which streams the reply text."""
 
-    def __init__(self) -> None:
-        self.model: str = "gpt-4o"
-        self.temperature: float = 0.0
-        self.context_window: int | None = None
-        self.max_tokens: int | None = None
-        self.api_base: str | None = None
-        self.api_key: str | None = None
-        self.api_version: str | None = None
-        self.supports_functions: bool = False  # code always travels as markdown blocks (see core)
-        self.supports_vision: bool = False
-        self.execution_instructions: str | bool = DEFAULT_EXECUTION_INSTRUCTIONS
+    def __init__(self, **settings: Any) -> None:
+        """The llm.* settings of oi_local.settings (model, temperature, context_window, ...), each its declared
+        default unless given: `Llm(model="openai/x")`. supports_functions is off by default: code travels as
+        markdown blocks (see core)."""
+        for name, value in declared.initial_values("llm", settings, caller="Llm").items():
+            setattr(self, name, value)
         self.completions: Callable[..., Iterable[Any]] = litellm_completions
         self.stop: list[str] | None = None
         self.max_output: int | None = None  # the settings page also names it here; wins over interpreter.max_output
@@ -268,6 +266,9 @@ class Llm:
         self.trim_margin: int = 16  # tokens kept free besides max_tokens
         self.last_prompt_tokens: int = 0
         self.last_completion_chars: int = 0
+        # Set by whoever started the server (the face, from its ManagedServer): called with the exception when
+        # a request fails; returns a new endpoint (api_base, api_key) to send the request to once more, or None.
+        self.on_endpoint_failure: Callable[[BaseException], Any] | None = None
         self._counter: TokenCounter | None = None
 
     # -- tokens ---------------------------------------------------------------------------------------
@@ -332,33 +333,57 @@ class Llm:
     def run(self, messages: list[dict], keep_head: int | None = None, overrides: dict | None = None) -> Iterator[str]:
         """Stream the reply to `messages` (OpenAI format) as text pieces, trimmed to the context window
         (never the first `keep_head` messages). Endpoint failures from the default completions become
-        OiLocalError naming the server; a custom function's errors pass through."""
+        OiLocalError naming the server; a custom function's errors pass through. When the server fails and
+        `on_endpoint_failure` gives a new endpoint (the server was started again), the request is sent once
+        more, unless part of the reply had already been streamed."""
         messages = self.fit_to_context(messages, keep_head)
         # only a priced model needs the count (cost()); a local server is not asked for it on every request
         self.last_prompt_tokens = 0 if self.is_local else self.count_tokens(messages)
-        self.last_completion_chars = 0
-        params = self.request_params(messages)
-        params.update(overrides or {})  # e.g. a repair reply's own temperature and seed
         function = self.completions
         default = function is litellm_completions
-        if not default:
-            params = _accepted_kwargs(function, params)
-        started = False
-        try:
-            for chunk in function(**params):
-                started = True
-                text = _delta_text(chunk)
-                if text:
-                    self.last_completion_chars += len(text)
-                    yield text
-        except OiLocalError:
-            raise
-        except GeneratorExit:
-            raise
-        except Exception as error:
+        recovered = False
+        while True:
+            self.last_completion_chars = 0
+            params = self.request_params(messages)
+            params.update(overrides or {})  # e.g. a repair reply's own temperature and seed
             if not default:
+                params = _accepted_kwargs(function, params)
+            started = False
+            try:
+                for chunk in function(**params):
+                    started = True
+                    text = _delta_text(chunk)
+                    if text:
+                        self.last_completion_chars += len(text)
+                        yield text
+                return
+            except OiLocalError:
                 raise
-            raise endpoint_error(error, api_base=self.api_base, model=self.model, mid_stream=started, timeout=self.timeout) from error
+            except GeneratorExit:
+                raise
+            except Exception as error:
+                if not default:
+                    raise
+                if recovered or self._recover(error) is None:
+                    raise endpoint_error(error, api_base=self.api_base, model=self.model, mid_stream=started,
+                                         timeout=self.timeout,
+                                         unmanaged_local=self.on_endpoint_failure is None and self.is_local) from error
+                recovered = True
+                if started:
+                    raise OiLocalError(
+                        f"The model server stopped in the middle of this reply and has been started again at "
+                        f"{self.api_base}: the reply above is incomplete. Ask again to get a whole one."
+                    ) from error
+
+    def _recover(self, error: BaseException) -> Any:
+        """The new endpoint from `on_endpoint_failure` (now used for the next request), or None."""
+        if self.on_endpoint_failure is None:
+            return None
+        endpoint = self.on_endpoint_failure(error)
+        if endpoint is not None:
+            self.api_base = endpoint.api_base
+            self.api_key = endpoint.api_key
+        return endpoint
 
     def cost(self) -> float | None:
         """The cost of the last request in USD when litellm knows the model's price; 0 for local models;

@@ -31,6 +31,12 @@ LOOP_BREAKERS = [
 ]
 
 
+# Added to the system message when the model does not call functions (the seed's llm.execution_instructions).
+DEFAULT_EXECUTION_INSTRUCTIONS = (
+    "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
+    "You will receive the output. Use any programming language."
+)
+
 CODE_OUTPUT_TEMPLATE = "Code output: {content}\n\nWhat does this output mean / what's next (if anything, or are we done)?"
 EMPTY_CODE_OUTPUT_TEMPLATE = (
     "The code above was executed on my machine. It produced no text output. What's next (if anything, or are we done?)"
@@ -71,10 +77,7 @@ class PromptVariant:
 OI_BASELINE = PromptVariant(
     name="oi-baseline",
     system_message=DEFAULT_SYSTEM_MESSAGE,
-    execution_instructions=(
-        "To execute code on the user's machine, write a markdown code block. Specify the language after the ```. "
-        "You will receive the output. Use any programming language."
-    ),
+    execution_instructions=DEFAULT_EXECUTION_INSTRUCTIONS,
     notes="Open Interpreter's system message and templates, unchanged.",
 )
 

@@ -11,13 +11,14 @@ Nothing here raises for bad code or a missing runtime: the model is told in an o
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from oi_local.computer.forbidden import DEFAULT_FORBIDDEN_COMMANDS, find_forbidden, refusal
+from oi_local.computer.forbidden import DEFAULT_FORBIDDEN_COMMANDS, find_forbidden
 from oi_local.computer.languages.base import active_line, output, run_once_chunks
 from oi_local.computer.safe_mode import NOT_INSTALLED, SafetyReport, check_mode, scan, semgrep_path
 from oi_local.env import TIMEOUTS
@@ -138,10 +139,10 @@ class Computer:
         return chunks if stream else run_once_chunks(chunks)
 
     def _run(self, language_name: str, code: str, display: bool) -> Iterator[dict]:
-        blocked = find_forbidden(code, self.forbidden_commands)
         language = self.get_language(language_name)
-        if blocked is not None:
-            chunks: Iterator[dict] = iter([output(refusal(blocked)), active_line(None)])
+        refused = self.refusal(language_name, code)
+        if refused is not None:
+            chunks: Iterator[dict] = iter([output(refused), active_line(None)])
         elif language is None:
             chunks = iter([output(self._unknown(language_name)), active_line(None)])
         else:
@@ -171,6 +172,21 @@ class Computer:
                     instance.stop()
                 except Exception:
                     pass
+
+    def refusal(self, language: str, code: str) -> str | None:
+        """Why `code` must not run (one paragraph for the model), or None: see computer/forbidden.py."""
+        resolved = self.get_language(language)
+        name = str(getattr(resolved, "name", language)).lower()
+        found = find_forbidden(code, self.forbidden_commands, name, self._working_directory(resolved, name))
+        return found.message() if found is not None else None
+
+    def _working_directory(self, language: Any, name: str) -> str | None:
+        """Where the language's next run starts, when it keeps one (the shell); a new shell starts here."""
+        instance = self._active.get(id(language)) if language is not None else None
+        folder = getattr(instance, "cwd", None)
+        if isinstance(folder, str):
+            return folder
+        return os.getcwd() if name == "shell" else None
 
     def _unknown(self, name: str) -> str:
         names = ", ".join(self.language_names()) or "none"

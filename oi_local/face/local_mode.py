@@ -16,6 +16,8 @@ from oi_local.endpoint import Endpoint
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths, app_paths
+from oi_local.providers import DEFAULT as DEFAULT_PROVIDER
+from oi_local.providers.base import ProviderContext
 
 APPROVAL_NOTICE = (
     "Open Interpreter will require approval before running code.\n\n"
@@ -45,63 +47,68 @@ def with_limits(endpoint: Endpoint, *, context_window: int | None = None, max_to
 
 
 def prepare_endpoint(
-    provider: str,
-    model: str,
-    *,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    paths: AppPaths | None = None,
-    hw: Any = None,
-    fresh_server: bool = False,
-    progress: bool = True,
-    context_window: int | None = None,
-    max_tokens: int | None = None,
-    start_ollama: bool = False,
+    provider: str, model: str, context: ProviderContext | None = None, **fields: Any
 ) -> tuple[Endpoint, Any]:
-    """(Endpoint, the process serving it when this program started one, else None)."""
+    """(Endpoint, the process serving it when this program started one, else None).
+
+    `context` says everything else (paths, api_base, limits, ...); its fields may also be given as keywords."""
     from oi_local import providers
 
     env.apply_offline()
-    module = providers.get(provider)
+    chosen = providers.get(provider)
     if not model:
         raise OiLocalError(
-            f"No model given for {module.TITLE}. Pass one with --model (model=... from Python); "
+            f"No model given for {chosen.title}. Pass one with --model (model=... from Python); "
             "`interpreter --local` lists the ones you can use."
         )
-    paths = (paths or app_paths()).ensure()
+    ctx = dataclasses.replace(context or ProviderContext(), **fields)
+    if ctx.offline:
+        env.set_hub_offline()  # before anything can reach the hub: not even a name is looked up
+    ctx = dataclasses.replace(ctx, paths=(ctx.paths or app_paths()).ensure())
     started = None
-    if provider == "ollama" and start_ollama:
-        status = module.detect(api_base=api_base, timeout=TIMEOUTS.provider_check)
+    if ctx.start_server and chosen.can_start:
+        status = chosen.detect(dataclasses.replace(ctx, timeout=TIMEOUTS.provider_check))
         if not status.running and status.installed:
-            started = module.start_server(log_path=paths.logs / "ollama-serve.log", api_base=api_base)
+            started = chosen.start_server(ctx)
     try:
-        endpoint, server = module.prepare(
-            model, api_base=api_base, api_key=api_key, paths=paths, hw=hw, fresh_server=fresh_server,
-            progress=progress, context_window=context_window,
-        )
+        endpoint, server = chosen.prepare(model, ctx)
     except BaseException:
         if started is not None:
             started.stop()
         raise
-    if provider in ("ollama", "lmstudio", "jan", "custom"):
+    if not chosen.builtin:
         # Models served by another program are on disk once they answer.
         env.set_hub_offline()
-    return with_limits(endpoint, context_window=context_window, max_tokens=max_tokens), server or started
+    return with_limits(endpoint, context_window=ctx.context_window, max_tokens=ctx.max_tokens), server or started
+
+
+def attach_recovery(interpreter: Any, server: Any) -> None:
+    """When a server this program started dies mid-chat, the agent hears what happened (on stderr), the
+    server is started once more with the same settings and the question is sent again."""
+    hook = getattr(server, "recovery_hook", None)
+    if hook is not None:
+        interpreter.llm.on_endpoint_failure = hook(notify=_tell)
+
+
+def _tell(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def summary_line(endpoint: Endpoint) -> str:
     from oi_local import providers
 
-    title = providers.TITLES.get(endpoint.provider, endpoint.provider)
     return (
-        f"Model {endpoint.model_id} via {title} at {endpoint.api_base} · context {endpoint.context_window} "
-        f"· max tokens {endpoint.max_tokens}" + (f" ({endpoint.context_source})" if endpoint.context_source else "")
+        f"Model {endpoint.model_id} via {providers.title(endpoint.provider)} at {endpoint.api_base} "
+        f"· context {endpoint.context_window} · max tokens {endpoint.max_tokens}"
+        + (f" ({endpoint.context_source})" if endpoint.context_source else "")
     )
 
 
 def local_setup(
     interpreter: Any,
-    provider: str = "llamacpp",
+    provider: str = DEFAULT_PROVIDER,
     model: str | None = None,
     *,
     api_base: str | None = None,
@@ -112,16 +119,23 @@ def local_setup(
     context_window: int | None = None,
     max_tokens: int | None = None,
     start_ollama: bool = False,
+    offline: bool | None = None,
 ) -> Any:
     """Get the model served and point `interpreter` at it with the tuned local defaults.
+
+    `offline` (default: the interpreter's own `offline` setting): use only a model already on disk; nothing,
+    not even a name lookup, reaches the network.
 
     Returns what serves the model when this program runs it: the ManagedServer of llama.cpp / Llamafile
     (stopped when Python exits, or call .stop()), or, with start_ollama=True, the `ollama serve` child it
     started (same .stop()). None when another program serves the model (Ollama, LM Studio, Jan, a URL).
     """
-    endpoint, server = prepare_endpoint(
-        provider, model or "", api_base=api_base, api_key=api_key, paths=paths, fresh_server=fresh_server,
-        progress=progress, context_window=context_window, max_tokens=max_tokens, start_ollama=start_ollama,
+    context = ProviderContext(
+        paths=paths, api_base=api_base, api_key=api_key, fresh_server=fresh_server, progress=progress,
+        context_window=context_window, max_tokens=max_tokens, start_server=start_ollama,
+        offline=bool(getattr(interpreter, "offline", False) if offline is None else offline),
     )
+    endpoint, server = prepare_endpoint(provider, model or "", context)
     interpreter.configure_for(endpoint)
+    attach_recovery(interpreter, server)
     return server

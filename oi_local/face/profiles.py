@@ -1,22 +1,23 @@
 """Profiles: saved settings for the agent, as YAML (with a `version` key) or Python files.
 
 A YAML profile is read into a flat dict of canonical dotted keys ("llm.model", "auto_run", ...) and
-validated key by key, so a typo is reported with its file and line instead of being silently ignored.
+validated key by key against oi_local.settings (names, aliases, kinds, allowed values), so a typo is reported
+with its file and line instead of being silently ignored.
 A Python profile is executed with `interpreter` in scope (Open Interpreter's documented profile form,
 `from interpreter import interpreter` included). Flags given on the command line win over the profile.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import traceback
 import types
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from oi_local import settings as declared
 from oi_local.errors import OiLocalError
 from oi_local.machine.paths import AppPaths
 
@@ -27,54 +28,8 @@ DEFAULT_PROFILE = "default"
 PYTHON_KEY = "_python"  # a loaded Python profile: the path of the file to execute
 FILE_KEY = "_file"  # where a loaded profile came from
 
-_SAFE_MODES = ("off", "ask", "auto")
-
-# canonical key -> expected kind: "bool", "int", "float", "str", "str_or_false", "list", or a tuple of choices
-SETTINGS: dict[str, Any] = {
-    "offline": "bool",
-    "auto_run": "bool",
-    "verbose": "bool",
-    "max_output": "int",
-    "loop": "bool",
-    "loop_message": "str",
-    "system_message": "str",
-    "custom_instructions": "str",
-    "user_message_template": "str",
-    "always_apply_user_message_template": "bool",
-    "code_output_template": "str",
-    "empty_code_output_template": "str",
-    "code_output_sender": "str",
-    "conversation_history": "bool",
-    "conversation_filename": "str",
-    "conversation_history_path": "str",
-    "max_budget": "float",
-    "safe_mode": _SAFE_MODES,
-    "llm.model": "str",
-    "llm.temperature": "float",
-    "llm.context_window": "int",
-    "llm.max_tokens": "int",
-    "llm.api_base": "str",
-    "llm.api_key": "str",
-    "llm.api_version": "str",
-    "llm.supports_functions": "bool",
-    "llm.supports_vision": "bool",
-    "llm.execution_instructions": "str_or_false",
-    "computer.forbidden_commands": "list",
-    "computer.verbose": "bool",
-    "computer.offline": "bool",
-}
-
-# Settings of the terminal, not of the agent: read by the chat command, never set on the interpreter.
-TERMINAL_SETTINGS: dict[str, Any] = {"multi_line": "bool", "plain": "bool"}
-
-# Other spellings found in Open Interpreter's documentation -> canonical key.
-ALIASES: dict[str, str] = {
-    **{name: f"llm.{name}" for name in ("model", "temperature", "context_window", "max_tokens", "api_base", "api_key", "api_version")},
-    **{f"llm_{name}": f"llm.{name}" for name in ("model", "temperature", "context_window", "max_tokens", "api_base", "api_key", "api_version", "supports_functions", "supports_vision")},
-    "llm.max_output": "max_output",
-    "llm_max_budget": "max_budget",
-    "llm.max_budget": "max_budget",
-}
+# Where the settings a profile sets on the interpreter apply; terminal settings are read by the chat command.
+AGENT_SCOPES = ("agent", "llm", "computer")
 
 # Keys of Open Interpreter profiles that have no meaning here and are accepted without effect.
 IGNORED = frozenset({"disable_telemetry", "computer.import_computer_api", "computer.emit_images", "speak_messages"})
@@ -164,6 +119,7 @@ def parse_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(root, yaml.MappingNode):
         raise ProfileError(f"The profile {path}, line {root.start_mark.line + 1}: the file must be a mapping of settings (`key: value` lines), not a {root.tag.rsplit(':', 1)[-1]}.")
     settings: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     version = None
     for key, value, line in _entries(root, "", path):
         where = f"{path}, line {line}"
@@ -174,14 +130,22 @@ def parse_yaml(path: Path) -> dict[str, Any]:
             continue
         if key in UNSUPPORTED:
             raise ProfileError(f"The profile {where}: `{key}` is not supported: {UNSUPPORTED[key]}. Remove that line.")
-        canonical = ALIASES.get(key, key)
-        kind = SETTINGS.get(canonical, TERMINAL_SETTINGS.get(canonical))
-        if kind is None:
+        setting = declared.profile_setting(key)
+        if setting is None:
             raise ProfileError(
-                f"The profile {where}: unknown setting `{key}`. Known settings: {', '.join(sorted(SETTINGS) + sorted(TERMINAL_SETTINGS))}. "
+                f"The profile {where}: unknown setting `{key}`. Known settings: {', '.join(declared.profile_keys())}. "
                 "Fix the spelling or remove the line."
             )
-        settings[canonical] = _check(value, kind, key, where)
+        try:
+            settings[setting.name] = setting.check(value)
+        except ValueError:
+            raise ProfileError(f"The profile {where}: `{key}` must be {setting.allowed()}, not {value!r}. Fix that line.") from None
+        lines[setting.name] = line
+    for setting, limit in declared.too_large(settings):
+        raise ProfileError(
+            f"The profile {path}, line {lines[setting.name]}: `{setting.name}` ({settings[setting.name]}) must be below "
+            f"`{limit.name}` ({settings[limit.name]}, line {lines[limit.name]}): {setting.help}. Fix one of the two lines."
+        )
     if version is not None and version != PROFILE_VERSION:
         raise ProfileError(
             f"The profile {path} says `version: {version}`, but this program reads profile version {PROFILE_VERSION}. "
@@ -200,43 +164,11 @@ def _entries(node: Any, prefix: str, path: Path) -> Iterator[tuple[str, Any, int
         if not prefix and key in ("llm", "computer") and isinstance(value_node, yaml.MappingNode):
             yield from _entries(value_node, f"{key}.", path)
             continue
+        if not prefix and key in ("llm", "computer") and value_node.tag == "tag:yaml.org,2002:null":
+            continue  # every line under it commented out
         if not prefix and key in ("llm", "computer"):
             raise ProfileError(f"The profile {path}, line {line}: `{key}` must be a mapping of settings (indented `name: value` lines).")
         yield key, yaml.SafeLoader(" ").construct_document(value_node), line
-
-
-def _check(value: Any, kind: Any, key: str, where: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(kind, tuple):
-        if value in kind:
-            return value
-        expected = "one of " + ", ".join(kind)
-    elif kind == "bool":
-        if isinstance(value, bool):
-            return value
-        expected = "true or false"
-    elif kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        expected = "a whole number"
-    elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        expected = "a number"
-    elif kind == "str_or_false":
-        if value is False or isinstance(value, str):
-            return value
-        expected = "text, or false"
-    elif kind == "list":
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return value
-        expected = "a list of text"
-    else:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        expected = "text"
-    raise ProfileError(f"The profile {where}: `{key}` must be {expected}, not {value!r}. Fix that line.")
 
 
 def apply(interpreter: Any, profile: dict[str, Any]) -> None:
@@ -245,7 +177,7 @@ def apply(interpreter: Any, profile: dict[str, Any]) -> None:
         run_python_profile(interpreter, Path(profile[PYTHON_KEY]))
         return
     for key, value in profile.items():
-        if key.startswith("_") or key in TERMINAL_SETTINGS:
+        if key.startswith("_") or declared.get(key).scope not in AGENT_SCOPES:
             continue
         set_setting(interpreter, key, value)
 
@@ -286,43 +218,21 @@ def run_python_profile(interpreter: Any, path: Path) -> None:
             sys.modules["interpreter"] = previous
 
 
-# command-line flag -> canonical setting
-FLAG_SETTINGS: dict[str, str] = {
-    "model": "llm.model",
-    "temperature": "llm.temperature",
-    "context_window": "llm.context_window",
-    "max_tokens": "llm.max_tokens",
-    "max_output": "max_output",
-    "api_base": "llm.api_base",
-    "api_key": "llm.api_key",
-    "api_version": "llm.api_version",
-    "llm_supports_functions": "llm.supports_functions",
-    "llm_supports_vision": "llm.supports_vision",
-    "custom_instructions": "custom_instructions",
-    "system_message": "system_message",
-    "safe_mode": "safe_mode",
-    "auto_run": "auto_run",
-    "loop": "loop",
-    "verbose": "verbose",
-    "max_budget": "max_budget",
-    "offline": "offline",
-}
-
-
-def apply_flags(interpreter: Any, args: argparse.Namespace, *, skip: Collection[str] = ()) -> None:
-    """Set every flag the user gave (flags win over the profile). `skip`: flag names to leave alone."""
-    for flag, key in FLAG_SETTINGS.items():
-        if flag in skip:
+def apply_flags(interpreter: Any, flags: Mapping[str, Any], *, skip: Collection[str] = ()) -> None:
+    """Set every setting given on the command line (`flags`: canonical name -> value, such as an Invocation;
+    flags win over the profile). `skip`: settings to leave alone, by any spelling ("model", "llm.model")."""
+    skipped = {declared.canonical(name) for name in skip}
+    for key, value in flags.items():
+        if value is None or key in skipped or declared.get(key).scope not in AGENT_SCOPES:
             continue
-        value = getattr(args, flag, None)
-        if value is not None:
-            set_setting(interpreter, key, value)
+        set_setting(interpreter, key, value)
 
 
-def terminal_settings(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
+def terminal_settings(profile: dict[str, Any], flags: Mapping[str, Any]) -> dict[str, bool]:
     """multi_line and plain for the chat loop: the flag when given, else the profile, else off."""
     result = {}
-    for name in TERMINAL_SETTINGS:
-        flag = getattr(args, name, None)
-        result[name] = bool(flag) if flag else bool(profile.get(name) or False)
+    for setting in declared.SETTINGS:
+        if setting.scope == "terminal":
+            flag = flags.get(setting.name)
+            result[setting.attribute] = bool(flag) if flag else bool(profile.get(setting.name) or False)
     return result

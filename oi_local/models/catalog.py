@@ -8,6 +8,7 @@ and what was expected, so a typo in a user's catalog is a one-line fix rather th
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,38 @@ class CatalogError(OiLocalError):
         )
 
 
-def load(user_catalog: Path | None = None, shipped: Path | None = None) -> list[CatalogEntry]:
-    """Shipped entries, with the user's catalog adding or overriding by id. Raises CatalogError."""
+def load(user_catalog: Path | None = None, shipped: Path | None = None, *, strict: bool = False,
+         warn: Callable[[str], None] | None = None) -> list[CatalogEntry]:
+    """Shipped entries, with the user's catalog adding or overriding by id.
+
+    A user catalog that cannot be used does not block the shipped one: `warn` (default: a line on stderr,
+    once per file and version of it) is told what is wrong and where, and the shipped entries are returned.
+    With `strict`, its CatalogError is raised instead. A bad shipped catalog always raises CatalogError."""
     entries = {entry.id: entry for entry in load_file(shipped or SHIPPED_CATALOG)}
     if user_catalog is not None and user_catalog.exists():
-        for entry in load_file(user_catalog, allow_empty=True):
+        try:
+            extra = load_file(user_catalog, allow_empty=True)
+        except CatalogError as error:
+            if strict:
+                raise
+            (warn or _warn_once)(
+                f"Warning: {error} Until then only the shipped catalog is used; its models are all available."
+            )
+            extra = []
+        for entry in extra:
             entries[entry.id] = entry
     return list(entries.values())
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    import sys
+
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
 
 
 def find(entries: list[CatalogEntry], model_id: str) -> CatalogEntry | None:
@@ -168,9 +194,7 @@ def load_file(path: Path, *, allow_empty: bool = False) -> list[CatalogEntry]:
     except CatalogError as error:
         raise CatalogError(path, error.line, error.field, error.expectation) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(error, "problem", None) or str(error)
+        line, problem = _yaml_problem(error, text)
         raise CatalogError(path, line, "(yaml)", f"must be valid YAML ({problem})") from None
     if document is None and allow_empty:
         return []
@@ -196,6 +220,21 @@ def load_file(path: Path, *, allow_empty: bool = False) -> list[CatalogEntry]:
         seen[entry.id] = raw.line_of("id")
         entries.append(entry)
     return entries
+
+
+def _yaml_problem(error: Exception, text: str) -> tuple[int | None, str]:
+    """The line to fix and what is wrong there. PyYAML marks where it gave up; for a quote or bracket left
+    open that is the end of the file, and the line to fix is where the quote or bracket began (its context)."""
+    problem_mark = getattr(error, "problem_mark", None)
+    context_mark = getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None) or ""
+    opened = any(words in context for words in ("quoted scalar", "flow sequence", "flow mapping", "flow collection"))
+    at_end = problem_mark is not None and (problem_mark.index >= len(text.rstrip()) or "end of stream" in problem)
+    if context_mark is not None and (opened or at_end):
+        kind = context.removeprefix("while ").removeprefix("scanning ").removeprefix("parsing ")
+        return context_mark.line + 1, f"{kind} that starts here is not closed: {problem}"
+    return (problem_mark.line + 1 if problem_mark is not None else None), problem
 
 
 class _Entry:

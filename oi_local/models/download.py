@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
-from oi_local.files import sha256_file
+from oi_local.files import open_private, sha256_file
 
 RETRIES = 3
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -65,8 +65,9 @@ class BackgroundHash:
 
 @contextmanager
 def progress_bar(label: str, total: int | None, *, enabled: bool = True, initial: int = 0) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(n)`. A rich bar on stderr with size, speed and ETA; a no-op when disabled."""
-    if not enabled:
+    """Yields `advance(n)`. A rich bar on stderr with size, speed and ETA; a no-op when disabled, and when stderr
+    is not a terminal (a log or a pipe would only get the bar's last frame)."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.console import Console
@@ -84,6 +85,12 @@ def progress_bar(label: str, total: int | None, *, enabled: bool = True, initial
     with Progress(*columns, console=Console(file=sys.stderr)) as progress:
         task = progress.add_task(label, total=total, completed=initial)
         yield lambda n: progress.update(task, advance=n)
+
+
+def hash_file(path: Path, *, progress: bool, label: str) -> str:
+    """The sha256 of a file on disk, with a progress bar when `progress`."""
+    with progress_bar(label, path.stat().st_size, enabled=progress) as advance:
+        return sha256_file(path, on_bytes=advance).hexdigest()
 
 
 def fetch(
@@ -159,7 +166,7 @@ def _fetch_into(url: str, part: Path, digest: BackgroundHash, have: int, *, head
                         have, mode = 0, "wb"
                         length = response.headers.get("Content-Length")
                         total = total or (int(length) if length and length.isdigit() else None)
-                    with open(part, mode) as out:
+                    with open_private(part, mode) as out:
                         # iter_raw yields each read as it arrives: what a kill loses is at most one read.
                         for block in response.iter_raw():
                             out.write(block)

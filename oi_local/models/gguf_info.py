@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
@@ -40,6 +40,11 @@ class GgufInfo:
     value_dim: int | None = None  # attention.value_length where it differs from head_dim
     gguf_offset: int = 0  # where the GGUF starts: 0, or inside a llamafile
     vocab_size: int | None = None
+    # where the tensor bytes sit, as llama.cpp places them (models/memory.py)
+    token_embd_bytes: int = 0  # token_embd.weight: always kept in host memory
+    output_bytes: int = 0  # output.weight + output_norm.weight (0 for output.weight when tied to token_embd)
+    tied_embeddings: bool = False  # no output.weight: llama.cpp copies token_embd to the output layer's device
+    feed_forward_length: int | None = None
 
     def to_architecture(self) -> Architecture:
         return Architecture(
@@ -186,8 +191,10 @@ def _parse(path: Path, data: mmap.mmap, start: int, file_size: int) -> GgufInfo:
     parameters = 0
     weights = 0
     data_end = 0
+    placed = {"token_embd.weight": 0, "output.weight": 0, "output_norm.weight": 0}
+    has_output = False
     for _ in range(tensor_count):
-        h.skip_string()
+        tensor_name = h.string()
         n_dims = h.take("<I")
         if n_dims > 8:
             raise OiLocalError(f"The model file {path} has a corrupt tensor table. Download it again.")
@@ -205,12 +212,17 @@ def _parse(path: Path, data: mmap.mmap, start: int, file_size: int) -> GgufInfo:
         nbytes = elements * type_size // block
         parameters += elements
         weights += nbytes
+        if tensor_name in placed:
+            placed[tensor_name] += nbytes
+            has_output = has_output or tensor_name == "output.weight"
         data_end = max(data_end, offset + nbytes)
     alignment = meta.get("general.alignment") or gguf.GGUF_DEFAULT_ALIGNMENT
     data_start = h.pos + (-(h.pos - start) % alignment)
     if data_start + data_end > len(data):
         raise _Truncated
-    return _info(path, meta, counts, file_size, parameters, weights, start)
+    info = _info(path, meta, counts, file_size, parameters, weights, start)
+    return replace(info, token_embd_bytes=placed["token_embd.weight"], tied_embeddings=not has_output,
+                   output_bytes=placed["output.weight"] + placed["output_norm.weight"])
 
 
 def _info(path: Path, meta: dict, counts: dict, file_size: int, parameters: int, weights: int, start: int) -> GgufInfo:
@@ -265,4 +277,5 @@ def _info(path: Path, meta: dict, counts: dict, file_size: int, parameters: int,
         value_dim=value_length if value_length and value_length != head_dim else None,
         gguf_offset=start,
         vocab_size=number("vocab_size", required=False) or counts.get("tokenizer.ggml.tokens"),
+        feed_forward_length=number("feed_forward_length", required=False),
     )

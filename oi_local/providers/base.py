@@ -1,4 +1,5 @@
-"""What every provider shares: its status, the models it offers, and a fast loopback-only HTTP probe.
+"""What every provider shares: the Provider type, the context it is called with, its status, the models it
+offers, and a fast loopback-only HTTP probe.
 
 Kept to the standard library so that probing every provider for the first menu stays fast.
 """
@@ -8,17 +9,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
+from oi_local.serving.process import ManagedChild, wait_until  # noqa: F401  (moved there; providers import them here)
+
+if TYPE_CHECKING:
+    from oi_local.endpoint import Endpoint
+    from oi_local.machine.hardware import Hardware
+    from oi_local.machine.paths import AppPaths
 
 PROBE_TIMEOUT = TIMEOUTS.provider_probe
 LOOPBACK_NAMES = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "[::1]": "::1"}
@@ -44,6 +49,122 @@ class ModelChoice:
     size_bytes: int | None = None
     context_length: int | None = None
     recommended: bool = False
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a built-in provider starts its server; `oi-local serve`'s flags. Local mode keeps the defaults."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None  # None: a free port
+    api_key: str | None = None  # None: a random key
+    n_gpu_layers: int | None = None  # None: as many as fit
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """Everything one call of a provider may use, built once by its caller (change it with dataclasses.replace)."""
+
+    paths: AppPaths | None = None
+    hw: Hardware | None = None  # probed once by the caller; a provider that needs it probes when None
+    api_base: str | None = None  # the address of a server someone else runs (None: the provider's default)
+    api_key: str | None = None  # for that server (None: the provider's environment variable, if it has one)
+    fresh_server: bool = False  # start a new server even if a matching one is running
+    progress: bool = True  # show download / pull progress
+    context_window: int | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None  # how long detect() waits for an answer (None: PROBE_TIMEOUT)
+    start_server: bool = False  # a provider that can_start starts its server when it is installed but not running
+    catalog: tuple | None = None  # the model catalog's entries, when the caller has loaded them already
+    serve: ServeOptions = ServeOptions()
+    offline: bool = False  # only models already on disk: nothing is downloaded, no name is even looked up
+    verify: bool = False  # hash a stored model file in full before it is used, whatever its fingerprint says
+
+    @property
+    def probe_timeout(self) -> float:
+        return self.timeout if self.timeout is not None else PROBE_TIMEOUT
+
+
+class Served(NamedTuple):
+    """What prepare() gives back: the endpoint, and the server process when this program started one."""
+
+    endpoint: Endpoint
+    server: Any = None  # ManagedServer (built-in providers), ManagedChild (`ollama serve`), or None
+
+
+class Provider:
+    """One product that can serve a model. The explorer and the commands ask its attributes and methods and
+    never its name; a new provider is one subclass instance in the registry (oi_local/providers/__init__.py).
+    """
+
+    name: str = ""  # what --provider takes
+    title: str = ""  # what the menus and the summary line show
+    builtin: bool = False  # served by this program (llama.cpp, Llamafile) rather than by another one
+    format: str | None = None  # built-in providers: the model files they serve ("gguf", "llamafile")
+    needs_url: bool = False  # has no default address: the user gives one (--api_base / a prompt)
+    asks_key: bool = False  # its server may ask for an API key, which the explorer then asks for
+    can_start: bool = False  # start_server() can start its server when it is installed but not running
+    start_command: str = ""  # what can_start runs, as the user would type it
+    key_env: str | None = None  # the environment variable its API key may come from
+    listed_as: str = "on disk"  # heading of the models it has ready in the model menu
+    menu_hint: str = ""  # a note after "<title>: choose a model"
+    steps: tuple[str, ...] = ()  # how to get its server running, shown wherever it is not
+    server_title: str = ""  # its server in a sentence ("LM Studio's server"); default: the title
+
+    def detect(self, ctx: ProviderContext) -> ProviderStatus:
+        raise NotImplementedError
+
+    def list_models(self, ctx: ProviderContext) -> list[ModelChoice]:
+        raise NotImplementedError
+
+    def prepare(self, model: str, ctx: ProviderContext) -> Served:
+        raise NotImplementedError
+
+    def key_refused(self, ctx: ProviderContext) -> bool:
+        """True when its server asks for an API key that ctx does not give (or refuses the one it gives)."""
+        return False
+
+    def start_server(self, ctx: ProviderContext) -> ManagedChild:
+        raise OiLocalError(f"{self.title} cannot be started from here; start it yourself, then try again.")
+
+    def check_url(self, text: str) -> str:
+        """The address the user typed, normalized; raises OiLocalError with what to type instead."""
+        return check_user_url(text)
+
+    def guidance(self, url: str) -> str:
+        """For the menus: why it is not usable and the steps to fix that, one per line."""
+        lines = [f"{self.server_title or self.title} is not running at {url}. To run it:"]
+        lines += [f"  {number}. {step}" for number, step in enumerate(self.steps, 1)]
+        lines.append('Once the server is running, choose "Try again".')
+        return "\n".join(lines)
+
+    def not_running_error(self, url: str) -> str:
+        """For the command line and Python: the same as one paragraph."""
+        server = self.server_title or self.title
+        return f"Nothing answers at {url}: {server} is not running. To start it: {inline_steps(self.steps)} Then try again."
+
+    def __repr__(self) -> str:
+        return f"<provider {self.name}>"
+
+
+def inline_steps(steps: Sequence[str]) -> str:
+    return " ".join(f"{number}. {step}" for number, step in enumerate(steps, 1))
+
+
+def keyword_api(provider: Provider):
+    """(detect, list_models, prepare) taking ProviderContext's fields as keywords, for scripts and tests:
+    `lmstudio.detect(api_base=URL)` is `lmstudio.PROVIDER.detect(ProviderContext(api_base=URL))`."""
+
+    def detect(**fields: Any) -> ProviderStatus:
+        return provider.detect(ProviderContext(**fields))
+
+    def list_models(**fields: Any) -> list[ModelChoice]:
+        return provider.list_models(ProviderContext(**fields))
+
+    def prepare(model: str, **fields: Any) -> Served:
+        return provider.prepare(model, ProviderContext(**fields))
+
+    return detect, list_models, prepare
 
 
 @dataclass
@@ -76,6 +197,16 @@ def normalize_base_url(url: str, *, default_path: str = "/v1") -> str:
     scheme, host, port, path = split_base_url(url)
     host_part = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host_part}:{port}{path or default_path}"
+
+
+def check_user_url(text: str | None) -> str:
+    """A URL the user typed (scheme optional; /v1 added when no path), normalized; raises OiLocalError."""
+    if not text or not text.strip():
+        raise OiLocalError("No URL given. Type the server's address, for example http://127.0.0.1:8080/v1.")
+    text = text.strip()
+    if "://" not in text:
+        text = "http://" + text
+    return normalize_base_url(text)
 
 
 def http_json(
@@ -185,94 +316,3 @@ def find_program(name: str, extra_dirs: Sequence[Path] = ()) -> Path | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-class ManagedChild:
-    """A program this process started (e.g. `ollama serve`): its own session, stopped at exit.
-
-    Offers the part of ManagedServer's interface the explorer uses: .endpoint, .healthy(), .stop().
-    """
-
-    def __init__(self, argv: Sequence[str], *, log_path: Path, env: dict[str, str] | None = None) -> None:
-        import atexit
-
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
-        )
-        self.endpoint = None
-        atexit.register(self.stop)
-        _stop_on_sigterm(self)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def healthy(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 10) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except OSError:
-                self.process.terminate()
-            try:
-                self.process.wait(TIMEOUTS.stop_grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except OSError:
-                    self.process.kill()
-                self.process.wait()
-        if not self._log.closed:
-            self._log.close()
-
-    def __enter__(self) -> ManagedChild:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _stop_on_sigterm(child: ManagedChild) -> None:
-    """SIGTERM/SIGHUP skip atexit: stop the child first, then let the previous handler (or the default) act."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is None:
-            continue
-        previous = signal.getsignal(signum)
-
-        def handler(number, frame, previous=previous):
-            child.stop()
-            if callable(previous):
-                previous(number, frame)
-            elif previous != signal.SIG_IGN:
-                signal.signal(number, signal.SIG_DFL)
-                os.kill(os.getpid(), number)
-
-        try:
-            signal.signal(signum, handler)
-        except (ValueError, OSError):
-            pass
-
-
-def wait_until(check, *, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()

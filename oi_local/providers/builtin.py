@@ -1,5 +1,5 @@
 """What the two built-in providers share (llama.cpp for GGUF files, Llamafile): the models folder, the
-catalog with fit, and store → fit → runner → Endpoint."""
+catalog with fit, and resolve → fit → runner → Endpoint. `oi-local serve` runs the same steps."""
 
 from __future__ import annotations
 
@@ -7,24 +7,31 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oi_local import env
-from oi_local.endpoint import Endpoint
-from oi_local.errors import OiLocalError
+from oi_local.errors import OiLocalError, did_you_mean
 from oi_local.files import format_bytes
-from oi_local.machine.paths import AppPaths
-from oi_local.providers.base import ModelChoice
+from oi_local.machine.paths import AppPaths, app_paths
+from oi_local.providers.base import ModelChoice, Provider, ProviderContext, Served
+
+if TYPE_CHECKING:
+    from oi_local.models.fit import Fit
 
 SUFFIX = {"gguf": ".gguf", "llamafile": ".llamafile"}
+MIN_CONTEXT = 256  # below this no chat (system message, question, answer) fits
 
 
 @dataclass(frozen=True)
 class Resolved:
     path: Path
     model_id: str
+    format: str  # "gguf" | "llamafile"
     entry: object | None  # CatalogEntry
     stored: bool  # True: the file is in the models folder (or was imported into it)
     verified: bool  # its sha256 matched, or the user named or imported this very file
+    trusted: bool = False  # may be run as a program: its sha256 is from the catalog or pinned by the user, or
+    # it is a file the user named that the store does not hold
 
 
 def load_catalog(paths: AppPaths):
@@ -33,10 +40,10 @@ def load_catalog(paths: AppPaths):
     return catalog.load(paths.user_catalog if paths.user_catalog.exists() else None)
 
 
-def store_for(paths: AppPaths, entries):
+def store_for(paths: AppPaths, entries, *, offline: bool = False):
     from oi_local.models.store import ModelStore
 
-    return ModelStore(paths.models, entries)
+    return ModelStore(paths.models, entries, offline=True if offline else None)
 
 
 def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelChoice]:
@@ -58,7 +65,7 @@ def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelCho
     for entry, estimate in fitting.rank([e for e in entries if e.format == fmt and e.id not in have], hw):
         note = "recommended, " if entry.recommended else ""
         if estimate.fits:
-            label = f"{entry.name}  ({note}{format_bytes(entry.size_bytes)} download, context {estimate.n_ctx})"
+            label = f"{entry.name}  ({note}{format_bytes(entry.size_bytes)} download, context {estimate.n_ctx}{estimate.speed_suffix})"
         else:
             label = f"{entry.name}  (does not fit: {estimate.reason})"
         out.append(
@@ -70,44 +77,78 @@ def list_models(fmt: str, *, paths: AppPaths, hw, entries=None) -> list[ModelCho
     return out
 
 
-def resolve(model: str, fmt: str, *, paths: AppPaths, entries, progress: bool = True, download: bool = True) -> Resolved:
-    """A catalog id, a stored model id, or a path to a file → a file on disk (downloading a catalog model)."""
+def format_of(path: Path) -> str:
+    return "llamafile" if path.name.endswith(SUFFIX["llamafile"]) else "gguf"
+
+
+def resolve(model: str, ctx: ProviderContext, fmt: str | None = None, *, download: bool = True) -> Resolved:
+    """A catalog id, a stored model id, or a path to a file → a file on disk (downloading a catalog model).
+
+    `fmt` None (`oi-local serve`) takes the model in whichever format it is. A stored file is hashed in full
+    on its first use and whenever it changed (always with ctx.verify); ctx.offline downloads nothing."""
+    paths = ctx.paths or app_paths()
+    entries = list(ctx.catalog) if ctx.catalog is not None else load_catalog(paths)
+    candidate = Path(model).expanduser()
+    suffixes = tuple(SUFFIX.values()) if fmt is None else (SUFFIX[fmt],)
+    store = store_for(paths, entries, offline=ctx.offline)
+    if os.sep in model or model.endswith(suffixes) or candidate.exists():
+        if not candidate.is_file():
+            raise OiLocalError(f"There is no file at {candidate}. Check the path, or pass a catalog id instead.")
+        file_format = fmt or format_of(candidate)
+        # a file the store holds keeps the store's verdict; one it does not know is the user's own choice
+        trusted = store.trusted_path(candidate, progress=ctx.progress, verify=ctx.verify)
+        resolved = Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[file_format]), file_format, None,
+                            False, True, trusted)
+    else:
+        resolved = _from_store(model, fmt, store, entries, progress=ctx.progress, download=download, verify=ctx.verify)
+    # The model is on disk: from here on nothing may reach the hub.
+    env.set_hub_offline()
+    return resolved
+
+
+def _from_store(model: str, fmt: str | None, store, entries, *, progress: bool, download: bool,
+                verify: bool) -> Resolved:
     from oi_local.models import catalog
 
-    candidate = Path(model).expanduser()
-    looks_like_path = os.sep in model or model.endswith(SUFFIX[fmt]) or candidate.exists()
-    store = store_for(paths, entries)
-    if not looks_like_path:
-        stored = store.get(model)
-        if stored is not None and stored.entry is not None and download:
-            stored = store.ensure(stored.entry, progress=progress)  # re-checks the file before it is used
-        if stored is not None:
-            if stored.verified is False or not stored.path.is_file():
-                raise OiLocalError(
-                    f"The stored file for '{model}' ({stored.path}) is missing or failed its sha256 check. "
-                    f"Run `oi-local models verify {model}`, or delete it and download it again."
-                )
-            return Resolved(stored.path, stored.id, stored.entry, True, stored.verified is True or stored.entry is None)
-        entry = catalog.find(entries, model)
-        if entry is not None:
-            if entry.format != fmt:
-                other = "llamafile" if entry.format == "llamafile" else "llamacpp"
-                raise OiLocalError(
-                    f"'{model}' is a {entry.format} model; use it with --provider {other}, "
-                    f"or pick a {fmt} model (`oi-local models list --all`)."
-                )
-            if not download:
-                raise OiLocalError(f"'{model}' is not on disk yet. Download it with `oi-local models download {model}`.")
-            stored = store.ensure(entry, progress=progress)
-            return Resolved(stored.path, stored.id, stored.entry, True, stored.verified is True)
-        known = sorted({m.id for m in store.list() if m.format == fmt} | {e.id for e in entries if e.format == fmt})
-        raise OiLocalError(
-            f"No model called '{model}' on disk or in the catalog. Pass a catalog id (one of: "
-            f"{', '.join(known) or 'none'}), a model you imported, or the path to a {SUFFIX[fmt]} file."
-        )
-    if not candidate.is_file():
-        raise OiLocalError(f"There is no file at {candidate}. Check the path, or pass a catalog id instead.")
-    return Resolved(candidate.resolve(), candidate.name.removesuffix(SUFFIX[fmt]), None, False, True)
+    stored = store.get(model)
+    if stored is not None:
+        _check_format(model, stored.format, fmt)
+        stored = store.checked(model, progress=progress, verify=verify, repair=download)  # hashed when needed
+        if stored.verified is False or not stored.path.is_file():
+            again = (f"download it again with `oi-local models download {stored.entry.id}`"
+                     if stored.entry is not None else "import the right file again")
+            raise OiLocalError(
+                f"The stored file for '{model}' ({stored.path}) is missing or does not match its sha256, so it is "
+                f"not used. Delete it with `oi-local models delete {model}` and {again}."
+            )
+        verified = stored.verified is True or stored.entry is None
+        return Resolved(stored.path, stored.id, stored.format, stored.entry, True, verified, stored.trusted)
+    entry = catalog.find(entries, model)
+    if entry is not None:
+        _check_format(model, entry.format, fmt)
+        if not download:
+            raise OiLocalError(f"'{model}' is not on disk yet. Download it with `oi-local models download {model}`.")
+        stored = store.ensure(entry, progress=progress, verify=verify)
+        return Resolved(stored.path, stored.id, entry.format, stored.entry, True, stored.verified is True,
+                        stored.trusted)
+    formats = SUFFIX if fmt is None else {fmt: SUFFIX[fmt]}
+    known = sorted({m.id for m in store.list() if m.format in formats} | {e.id for e in entries if e.format in formats})
+    raise OiLocalError(
+        f"No model called '{model}' on disk or in the catalog.{did_you_mean(model, known)} Pass a catalog id "
+        f"(one of: {', '.join(known) or 'none'}), a model you imported, or the path to a "
+        f"{' or '.join(formats.values())} file."
+    )
+
+
+def _check_format(model: str, found: str, wanted: str | None) -> None:
+    if wanted is None or found == wanted:
+        return
+    from oi_local import providers
+
+    raise OiLocalError(
+        f"'{model}' is a {found} model; use it with --provider {providers.serving(found).name}, "
+        f"or pick a {wanted} model (`oi-local models list --all`)."
+    )
 
 
 def import_file(path: str, *, paths: AppPaths, entries) -> str:
@@ -118,50 +159,86 @@ def import_file(path: str, *, paths: AppPaths, entries) -> str:
     return store_for(paths, entries).import_file(candidate).id
 
 
-def prepare(
-    model: str,
-    fmt: str,
-    *,
-    provider: str,
-    paths: AppPaths,
-    hw=None,
-    entries=None,
-    fresh_server: bool = False,
-    progress: bool = True,
-    context_window: int | None = None,
-    **_: object,
-) -> tuple[Endpoint, object]:
-    """store → fit → runner → Endpoint. Returns (endpoint, the ManagedServer serving it)."""
-    from oi_local.models import fit as fitting
+class BuiltinProvider(Provider):
+    """A provider this program serves itself: model files from the store, a runner from serving/runners."""
 
-    paths.ensure()
-    entries = load_catalog(paths) if entries is None else entries
-    resolved = resolve(model, fmt, paths=paths, entries=entries, progress=progress)
-    # The model is on disk: from here on nothing may reach the hub.
-    env.set_hub_offline()
-    if hw is None:
-        from oi_local.machine import hardware
+    builtin = True
+    format = "gguf"
 
-        hw = hardware.probe(paths.models)
-    kw = {"n_ctx": context_window} if context_window else {}
-    estimate = fitting.fit_file(resolved.path, hw, resolved.entry, **kw)
-    if not estimate.fits:
-        raise OiLocalError(
-            f"{resolved.model_id} does not fit this machine: {estimate.reason}. Pick a smaller model "
-            "(`interpreter --local` lists those that fit) or a shorter context with --context_window."
+    @property
+    def suffix(self) -> str:
+        return SUFFIX[self.format]
+
+    def count_on_disk(self, ctx: ProviderContext) -> int:
+        if ctx.paths is None or not ctx.paths.models.is_dir():
+            return 0
+        return sum(1 for _ in ctx.paths.models.rglob(f"*{self.suffix}"))
+
+    def catalog(self, ctx: ProviderContext) -> list:
+        return list(ctx.catalog) if ctx.catalog is not None else load_catalog(self._paths(ctx))
+
+    def list_models(self, ctx: ProviderContext) -> list[ModelChoice]:
+        return list_models(self.format, paths=self._paths(ctx), hw=ctx.hw, entries=self.catalog(ctx))
+
+    def import_file(self, path: str, ctx: ProviderContext) -> str:
+        return import_file(path, paths=self._paths(ctx), entries=self.catalog(ctx))
+
+    def resolve(self, model: str, ctx: ProviderContext) -> Resolved:
+        return resolve(model, ctx, self.format)
+
+    def fit(self, resolved: Resolved, ctx: ProviderContext) -> Fit:
+        """The fit for this machine from the file's header, at ctx's context window and GPU layers if given."""
+        from oi_local.models import fit as fitting
+
+        if ctx.context_window is not None and ctx.context_window < MIN_CONTEXT:
+            raise OiLocalError(
+                f"A context window of {ctx.context_window} tokens is too small; use at least {MIN_CONTEXT}."
+            )
+        hw = ctx.hw
+        if hw is None:
+            from oi_local.machine import hardware
+
+            hw = hardware.probe(self._paths(ctx).models)
+        options = {"n_ctx": ctx.context_window} if ctx.context_window else {}
+        estimate = fitting.fit_file(resolved.path, hw, resolved.entry, **options)
+        if ctx.serve.n_gpu_layers is not None:
+            estimate = dataclasses.replace(estimate, n_gpu_layers=ctx.serve.n_gpu_layers)
+        return estimate
+
+    def serve(self, resolved: Resolved, fit: Fit, ctx: ProviderContext):
+        """Start (or reuse) the server for a resolved model; returns its ManagedServer."""
+        paths = self._paths(ctx)
+        options = dict(
+            paths=paths, model_id=resolved.model_id, reuse=not ctx.fresh_server, host=ctx.serve.host,
+            port=ctx.serve.port, api_key=ctx.serve.api_key,
         )
-    options = {"paths": paths, "model_id": resolved.model_id, "reuse": not fresh_server}
-    if provider == "llamafile":
-        from oi_local.serving.runners import llamafile
+        server = self.run(resolved, fit, options)
+        if resolved.stored:
+            try:
+                store_for(paths, self.catalog(ctx)).mark_used(resolved.model_id)
+            except (OiLocalError, OSError):
+                pass  # bookkeeping only
+        return server
 
-        server = llamafile.start(resolved.path, estimate, verified=resolved.verified, **options)
-    else:
-        from oi_local.serving.runners import llamacpp
+    def run(self, resolved: Resolved, fit: Fit, options: dict):
+        """The runner's start() with the options serve() gathered."""
+        raise NotImplementedError
 
-        server = llamacpp.start(resolved.path, estimate, **options)
-    if resolved.stored:
-        try:
-            store_for(paths, entries).mark_used(resolved.model_id)
-        except (OiLocalError, OSError):
-            pass  # bookkeeping only
-    return dataclasses.replace(server.endpoint, context_source="the model's GGUF header, fit to this machine"), server
+    def prepare(self, model: str, ctx: ProviderContext) -> Served:
+        """resolve → fit → runner → Endpoint; a model that does not fit is refused before anything starts."""
+        paths = self._paths(ctx).ensure()
+        ctx = dataclasses.replace(ctx, paths=paths, catalog=tuple(self.catalog(ctx)))
+        resolved = self.resolve(model, ctx)
+        estimate = self.fit(resolved, ctx)
+        if not estimate.fits:
+            raise OiLocalError(
+                f"{resolved.model_id} does not fit this machine: {estimate.reason}. Pick a smaller model "
+                "(`interpreter --local` lists those that fit) or a shorter context with --context_window."
+            )
+        server = self.serve(resolved, estimate, ctx)
+        return Served(dataclasses.replace(server.endpoint, context_source="the model's GGUF header, fit to this machine"),
+                      server)
+
+    @staticmethod
+    def _paths(ctx: ProviderContext) -> AppPaths:
+        return ctx.paths or app_paths()

@@ -16,26 +16,43 @@ from oi_local.providers.base import (
     PROBE_TIMEOUT,
     ManagedChild,
     ModelChoice,
+    Provider,
+    ProviderContext,
     ProviderStatus,
+    Served,
     find_program,
     http_json,
+    inline_steps,
     wait_until,
 )
 
 NAME = "ollama"
-TITLE = "Ollama"
 # Without a reliable architecture, this much context is asked for (and never more than the model's).
 FALLBACK_CONTEXT = 8192
 
-NOT_INSTALLED = """Ollama is not installed (no `ollama` program on PATH, nothing answering at {host}).
-  1. Download Ollama for your platform from https://ollama.com/download.
-  2. Open the installed Ollama application and go through the setup.
-  3. Download a model, e.g. `ollama pull qwen2.5-coder:1.5b` (or pick one here once Ollama runs).
-Then choose "Try again"."""
+INSTALL_STEPS = (
+    "Download Ollama for your platform from https://ollama.com/download.",
+    "Open the installed Ollama application and go through the setup.",
+    "Download a model, e.g. `ollama pull qwen2.5-coder:1.5b` (or pick one here once Ollama runs).",
+)
+NOT_INSTALLED_HEAD = "Ollama is not installed (no `ollama` program on PATH, nothing answering at {host})."
+NOT_INSTALLED = "\n".join(
+    [NOT_INSTALLED_HEAD, *(f"  {n}. {step}" for n, step in enumerate(INSTALL_STEPS, 1)), 'Then choose "Try again".']
+)
 
 NOT_RUNNING = """Ollama is installed ({program}) but its server is not answering at {host}.
 Start it with `ollama serve` (or open the Ollama app), or let this program start it for you now;
 a server started here is stopped when you exit."""
+
+
+def not_running_error(host: str, program: Path | None) -> str:
+    """The one paragraph for the command line and Python when Ollama cannot be reached."""
+    if program is None:
+        return f"{NOT_INSTALLED_HEAD.format(host=host)} To install it: {inline_steps(INSTALL_STEPS)} Then try again."
+    return (
+        f"Ollama is installed ({program}) but its server is not answering at {host}. Start it with `ollama serve` "
+        "(or open the Ollama app); `interpreter --local --provider ollama` also starts it for you. Then try again."
+    )
 
 
 @dataclass(frozen=True)
@@ -108,9 +125,9 @@ def detect(*, api_base: str | None = None, timeout: float = PROBE_TIMEOUT) -> Pr
 def start_server(*, log_path: Path, api_base: str | None = None, timeout: float = TIMEOUTS.ollama_start) -> ManagedChild:
     """Start `ollama serve` as a child stopped at exit; wait until it answers."""
     found = program()
-    if found is None:
-        raise OiLocalError(NOT_INSTALLED.format(host=host_url(api_base)))
     url = host_url(api_base)
+    if found is None:
+        raise OiLocalError(not_running_error(url, None))
     child_env = dict(os.environ, OLLAMA_HOST=url.split("://", 1)[1])
     child = ManagedChild([str(found), "serve"], log_path=log_path, env=child_env)
     if not wait_until(lambda: server_version(url) is not None or not child.healthy(), timeout=timeout) or not child.healthy():
@@ -125,8 +142,7 @@ def start_server(*, log_path: Path, api_base: str | None = None, timeout: float 
 
 def _require_running(url: str) -> None:
     if server_version(url, timeout=TIMEOUTS.key_check) is None:
-        status = detect(api_base=url)
-        raise OiLocalError(status.guidance or f"Ollama is not answering at {url}; start it with `ollama serve`.")
+        raise OiLocalError(not_running_error(url, program()))
 
 
 def local_models(*, api_base: str | None = None) -> list[ModelChoice]:
@@ -157,19 +173,19 @@ def recommended(hw, *, installed_tags: set[str] = frozenset()) -> list[ModelChoi
     for model in RECOMMENDED:
         if model.tag in installed_tags or model.tag + ":latest" in installed_tags:
             continue
-        estimate = fitting.fit_model(model.architecture, model.size_bytes, hw)
-        label = f"{model.tag}  ({format_bytes(model.size_bytes)}, {model.note})"
+        estimate = fitting.fit_model(model.architecture, model.size_bytes, hw, bandwidth=fitting.machine_bandwidth(hw))
+        label = f"{model.tag}  ({format_bytes(model.size_bytes)}, {model.note}{estimate.speed_suffix})"
         out.append(
             ModelChoice(
                 id=model.tag, label=label, on_disk=False, fits=estimate.fits, reason=estimate.reason,
-                size_bytes=model.size_bytes, context_length=model.architecture.context_length, recommended=True,
+                size_bytes=model.size_bytes, context_length=model.architecture.context_length, recommended=estimate.fast_enough,
             )
         )
     out.sort(key=lambda c: (not c.fits,))
     return out
 
 
-def list_models(*, api_base: str | None = None, hw=None, **_: object) -> list[ModelChoice]:
+def list_models(*, api_base: str | None = None, hw=None) -> list[ModelChoice]:
     have = local_models(api_base=api_base)
     if hw is None:
         return have
@@ -268,8 +284,7 @@ def prepare(
     hw=None,
     pull_missing: bool = True,
     progress: bool = True,
-    **_: object,
-) -> tuple[Endpoint, None]:
+) -> Served:
     url = host_url(api_base)
     _require_running(url)
     tags = {c.id for c in local_models(api_base=url)}
@@ -289,4 +304,34 @@ def prepare(
         context_source="Ollama's show, fit to this machine" if arch is not None else "Ollama's show" if context
         else "fallback: Ollama did not say",
     )
-    return endpoint, None
+    return Served(endpoint, None)
+
+
+class Ollama(Provider):
+    name = NAME
+    title = "Ollama"
+    can_start = True
+    start_command = "ollama serve"
+    menu_hint = "models to download are pulled first"
+    steps = INSTALL_STEPS
+
+    def detect(self, ctx: ProviderContext) -> ProviderStatus:
+        return detect(api_base=ctx.api_base, timeout=ctx.probe_timeout)
+
+    def list_models(self, ctx: ProviderContext) -> list[ModelChoice]:
+        return list_models(api_base=ctx.api_base, hw=ctx.hw)
+
+    def prepare(self, model: str, ctx: ProviderContext) -> Served:
+        return prepare(model, api_base=ctx.api_base, hw=ctx.hw, progress=ctx.progress)
+
+    def start_server(self, ctx: ProviderContext) -> ManagedChild:
+        from oi_local.machine.paths import app_paths
+
+        paths = ctx.paths or app_paths()
+        return start_server(log_path=paths.logs / "ollama-serve.log", api_base=ctx.api_base)
+
+    def not_running_error(self, url: str) -> str:
+        return not_running_error(host_url(url), program())
+
+
+PROVIDER = Ollama()

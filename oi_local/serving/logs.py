@@ -1,21 +1,78 @@
-"""Server log files: one per server start, rotated so that the logs folder stays bounded."""
+"""Server log files: one file per server (a name of its own, so no start ever renames a live log), private
+to the user (0600), with old ones pruned so that the logs folder stays bounded."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import secrets
 import threading
 import time
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 KEEP_OLD = 4  # older logs kept next to the current one: name.1.log ... name.4.log
+KEEP_PER_MODEL = 8  # logs of servers that ended, kept per runner and model (the newest)
 MAX_BYTES = 8 * 1024 * 1024  # one log file never grows past this; the excess rolls into name.1.log
+PRIVATE_FILE = 0o600
 
 
-def log_path_for(logs_dir: Path, runner: str, model_id: str) -> Path:
+def _base(runner: str, model_id: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("._") or "model"
-    return Path(logs_dir) / f"{runner}-{safe}.log"
+    return f"{runner}-{safe}"
+
+
+def new_log_path(logs_dir: Path, runner: str, model_id: str) -> Path:
+    """A name no other server has: runner-model-YYYYmmdd-HHMMSS-xxxx.log."""
+    return Path(logs_dir) / f"{_base(runner, model_id)}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log"
+
+
+def prune(logs_dir: Path, runner: str, model_id: str, *, live: Collection[str], keep: int = KEEP_PER_MODEL) -> None:
+    """Delete the oldest logs of this runner and model beyond `keep`, never one in `live` (a running server's)."""
+    pattern = re.compile(re.escape(_base(runner, model_id)) + r"-\d{8}-\d{6}-[0-9a-f]{4}\.log$")
+    try:
+        found = sorted((p for p in Path(logs_dir).iterdir() if pattern.match(p.name)), key=lambda p: p.name)
+    except OSError:
+        return
+    for path in [p for p in found if str(p) not in live][:-keep or None]:
+        for old in [path, *path.parent.glob(f"{path.stem}.[0-9]*{path.suffix}")]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+@contextlib.contextmanager
+def open_private(path: Path) -> Iterator[BinaryIO]:
+    """The log opened for appending (O_APPEND, as servers write), created 0600 in a 0700 folder if missing."""
+    from oi_local import files
+
+    path = Path(path)
+    files.private_dir(path.parent)
+    with files.open_private(path, "ab") as file:
+        with contextlib.suppress(OSError):
+            files.tighten(path, PRIVATE_FILE)
+        yield file
+
+
+def begin(path: Path, header: str) -> None:
+    """Start a server's log: an older log of that name (a failed attempt) moves to name.1.log, then the header
+    line. Raises FileWriteError (one paragraph: what, why, what to do) when the disk is full or the folder
+    not writable; a log it just created and could not write is removed."""
+    from oi_local.files import FileWriteError, what_to_do
+
+    path = Path(path)
+    rotate(path)
+    existed = path.exists()
+    try:
+        with open_private(path) as log:
+            log.write(header.encode("utf-8", errors="replace"))  # a full disk shows here or at the close
+    except OSError as error:
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        message = f"Could not write {path}: {error.strerror or error}. {what_to_do(error)}; no server was started."
+        raise FileWriteError(message, path=path, os_error=error) from error
 
 
 def rotate(path: Path, keep: int = KEEP_OLD) -> None:
@@ -47,9 +104,14 @@ def trim(path: Path, max_bytes: int = MAX_BYTES) -> bool:
         if path.stat().st_size <= max_bytes:
             return False
         rotate_numbered(path)
-        with open(path, "rb") as src, open(path.with_name(f"{path.stem}.1{path.suffix}"), "wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
+        first = path.with_name(f"{path.stem}.1{path.suffix}")
+        try:
+            with open(path, "rb") as src, open_private(first) as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except OSError:
+            first.unlink(missing_ok=True)  # a full disk: keep the log as it is rather than half a copy
+            raise
         os.truncate(path, 0)
         return True
     except OSError:

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from oi_local.endpoint import is_local_url
 from oi_local.errors import OiLocalError
-from oi_local.files import write_atomic
+from oi_local.files import format_bytes, write_atomic
 from oi_local.terminal import export
 
 HELP = """\
@@ -200,7 +200,7 @@ def info(interpreter: Any, argument: str, display: Any) -> None:
         import psutil
 
         memory = psutil.virtual_memory()
-        rows.append(("RAM", f"{memory.available / 2**30:.1f} GiB free of {memory.total / 2**30:.1f} GiB"))
+        rows.append(("RAM", f"{format_bytes(memory.available)} free of {format_bytes(memory.total)}"))
     except ImportError:
         pass
     for name in ("model", "api_base", "context_window", "max_tokens", "temperature", "supports_functions", "supports_vision"):

@@ -16,8 +16,9 @@ import json
 import os
 import select
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from oi_local.computer.languages.base import (
     active_line,
@@ -29,12 +30,15 @@ from oi_local.computer.languages.base import (
 )
 from oi_local.computer.languages.piped_process import (
     PipedLanguage,
+    Rung,
+    StopLadder,
     final_output,
     read_available,
     send_signal,
 )
+from oi_local.env import TIMEOUTS
 
-STOP_GRACE = 2.0
+STOP_GRACE = 2 * TIMEOUTS.code_stop_step  # after SIGINT, then node is replaced
 
 _DRIVER = r"""
 const vm = require('vm'), fs = require('fs'), util = require('util'), readline = require('readline');
@@ -94,51 +98,15 @@ class JavaScript(PipedLanguage):
         self._stop_requested.clear()
         self._running = True
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        limit = run_timeout(self.computer)
-        started = time.monotonic()
-        stopping_since: float | None = None
-        stdout_fd = process.stdout.fileno()
-        done = False
         finished = False
         try:
             try:
                 os.write(self._command_fd, (json.dumps(code) + "\n").encode())
             except OSError:
                 pass  # node is gone: reported below
-            while not done:
-                readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], 0.25)
-                if stdout_fd in readable:
-                    text = decoder.decode(read_available(stdout_fd))
-                    if text:
-                        yield output(text)
-                if self._control_fd in readable and b"D" in read_available(self._control_fd):
-                    done = True
-                    break
-                if process.poll() is not None:
-                    yield from final_output(stdout_fd, decoder)
-                    yield output(
-                        f"\n[node exited with code {process.returncode}. The next run starts a new node: "
-                        "variables from earlier runs are gone.]\n"
-                    )
-                    self._kill()
-                    break
-                now = time.monotonic()
-                if stopping_since is None:
-                    if limit is not None and now - started > limit:
-                        yield output(timeout_message(limit))
-                        self._stop_requested.set()
-                    if self._stop_requested.is_set():
-                        stopping_since = now
-                        send_signal(process.pid, signal.SIGINT)
-                elif now - stopping_since > STOP_GRACE:
-                    self._kill()
-                    yield output(
-                        "\n[node did not stop when interrupted, so it was replaced: variables from earlier runs "
-                        "are gone.]\n"
-                    )
-                    break
+            done = yield from self._follow(process, decoder)
             if done:
-                yield from final_output(stdout_fd, decoder)
+                yield from final_output(process.stdout.fileno(), decoder)
             finished = True
             yield active_line(None)
         finally:
@@ -146,3 +114,40 @@ class JavaScript(PipedLanguage):
             if not finished and self._process is process:
                 # The consumer stopped reading mid-run: the code may go on, so replace node.
                 self._kill()
+
+    def _follow(self, process: subprocess.Popen, decoder: codecs.IncrementalDecoder) -> Generator[dict, None, bool]:
+        """Pass the run's output on until node reports the run done (True), or exits or is replaced (False)."""
+        limit = run_timeout(self.computer)
+        started = time.monotonic()
+        ladder = StopLadder([Rung(0.0, lambda: send_signal(process.pid, signal.SIGINT))], give_up_after=STOP_GRACE)
+        stdout_fd = process.stdout.fileno()
+        while True:
+            readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], 0.25)
+            if stdout_fd in readable:
+                text = decoder.decode(read_available(stdout_fd))
+                if text:
+                    yield output(text)
+            if self._control_fd in readable and b"D" in read_available(self._control_fd):
+                return True
+            if process.poll() is not None:
+                yield from final_output(stdout_fd, decoder)
+                yield output(
+                    f"\n[node exited with code {process.returncode}. The next run starts a new node: "
+                    "variables from earlier runs are gone.]\n"
+                )
+                self._kill()
+                return False
+            now = time.monotonic()
+            if not ladder.started:
+                if limit is not None and now - started > limit:
+                    yield output(timeout_message(limit))
+                    self._stop_requested.set()
+                if self._stop_requested.is_set():
+                    ladder.start(now)
+            elif ladder.climb(now):
+                self._kill()
+                yield output(
+                    "\n[node did not stop when interrupted, so it was replaced: variables from earlier runs "
+                    "are gone.]\n"
+                )
+                return False

@@ -4,6 +4,9 @@ The process runs in its own session with stdin from /dev/null and stdout and std
 order is kept). It reads one line per run from a private command pipe and reports on a private control
 pipe; the two fd numbers it was given are also in its environment as `OI_LOCAL_FDS` ("<command> <control>").
 Our ends of stdout and the control pipe are non-blocking, to be read with select() and read_available().
+
+Both stop a run the same way, with a StopLadder: interrupt, then harder steps at set times after the stop,
+and at the end the process is replaced (its state is lost, and the model is told).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from oi_local.computer.languages.base import output
@@ -110,6 +114,49 @@ class PipedLanguage:
         process, self._process = self._process, None
         kill_piped(process, (self._command_fd, self._control_fd))
         self._command_fd = self._control_fd = None
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of a StopLadder: `action` runs once `after` seconds have passed since the stop began, and
+    again every `every` seconds from then on when that is set (0: at every climb)."""
+
+    after: float
+    action: Callable[[], None]
+    every: float | None = None
+
+
+class StopLadder:
+    """How a run is stopped: the rungs in order (interrupt first, then harder ones), until `give_up_after`
+    seconds, when the process has to be replaced. climb() is called from the run's wait loop."""
+
+    def __init__(self, rungs: Sequence[Rung], give_up_after: float) -> None:
+        self.rungs = tuple(rungs)
+        self.give_up_after = give_up_after
+        self.since: float | None = None
+        self._last_done: dict[int, float] = {}
+
+    @property
+    def started(self) -> bool:
+        return self.since is not None
+
+    def start(self, now: float) -> None:
+        """Begin the stop: the rungs due at once (the interrupt) are taken now."""
+        self.since = now
+        self.climb(now)
+
+    def climb(self, now: float) -> bool:
+        """Take every rung that is due; True once the process should be replaced."""
+        assert self.since is not None, "climb() before start()"
+        waited = now - self.since
+        for index, rung in enumerate(self.rungs):
+            if waited < rung.after:
+                break
+            last = self._last_done.get(index)
+            if last is None or (rung.every is not None and now - last >= rung.every):
+                self._last_done[index] = now
+                rung.action()
+        return waited > self.give_up_after
 
 
 def send_signal(pid: int, sig: int) -> None:

@@ -18,29 +18,28 @@ and /proc/PID/fd; where those cannot be read (not Linux), the per-run timeout st
 shell runs in its own session without a controlling terminal, so programs that open /dev/tty for a
 password (sudo, ssh) fail at once with their own message instead of prompting on the user's terminal.
 
-Stopping. stop(), the timeout and the input check all send SIGINT to the shell and to the run's foreground
-processes (not to background jobs: see _signal_foreground), again every 0.3 s until the run ends. The
-foreground command dies of it; bash, while the code runs, traps it:
-the trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`,
-a DEBUG trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of
-the run is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background
-jobs keep running. If the run has not ended 1 s after
-the stop, the FIFO is closed (a reader sees end-of-file) and the foreground processes get SIGTERM, after
-2 s SIGKILL, and after 3 s the shell itself is replaced (then the working directory is kept but
-variables are lost, and the model is told).
+Stopping. stop(), the timeout and the input check all start the run's StopLadder (_Run.stop_ladder): SIGINT
+to the shell and to the run's foreground processes (not to background jobs: see shell_processes.py), again
+every 0.3 s until the run ends. The foreground command dies of it; bash, while the code runs, traps it: the
+trap returns from the current function or the sourced code and sets a DEBUG trap (with `extdebug`, a DEBUG
+trap returning 2 makes a function or sourced file return), so every level unwinds and the rest of the run
+is skipped. Nothing of this costs anything until a stop: the DEBUG trap exists only then. Background jobs
+keep running. If the run has not ended 1 s (TIMEOUTS.code_stop_step) after the stop, the FIFO is closed (a
+reader sees end-of-file) and the foreground processes get SIGTERM, after 2 s SIGKILL, and after 3 s the
+shell itself is replaced (then the working directory is kept but variables are lost, and the model is told).
 """
 
 from __future__ import annotations
 
 import codecs
 import os
-import platform
 import select
 import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +54,21 @@ from oi_local.computer.languages.base import (
 )
 from oi_local.computer.languages.piped_process import (
     PipedLanguage,
+    Rung,
+    StopLadder,
     final_output,
     read_available,
-    send_signal,
 )
+from oi_local.computer.languages.shell_processes import (
+    command_line,
+    file_id,
+    interrupt_run,
+    signal_foreground,
+    uptime,
+    waiting_for_input,
+    waiting_message,
+)
+from oi_local.env import TIMEOUTS
 
 CHECK_INTERVAL = 0.25
 SIGINT_REPEAT = 0.3
@@ -91,11 +101,77 @@ while true; do
 done
 """
 
-# read-family and epoll-wait syscall numbers, by machine: the calls a process sleeps in when waiting for stdin
-_SYSCALLS = {
-    "x86_64": ({0, 17, 19, 295}, {232, 281, 441}),
-    "aarch64": ({63, 65, 67, 69}, {22, 441}),
-}
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+@dataclass(eq=False)
+class _Run:
+    """One run: its files, what it has printed and reported, and its stop (see the module docstring)."""
+
+    process: subprocess.Popen
+    prefix: str
+    fifo_writer: int | None
+    limit: float | None
+    started: float
+    began: float = field(default_factory=uptime)  # on the clock of process start times
+    decoder: codecs.IncrementalDecoder = field(default_factory=_utf8_decoder)
+    throttle: ActiveLineThrottle = field(default_factory=ActiveLineThrottle)
+    next_check: float = 0.0
+    suspects: set[int] = field(default_factory=set)
+    control: bytes = b""
+    total_output: int = 0
+    exit_code: int | None = None
+
+    def __post_init__(self) -> None:
+        self.fifo_id = file_id(self.prefix + ".in")
+        self.next_check = self.started + CHECK_INTERVAL
+        self.ladder = self.stop_ladder()
+
+    @property
+    def stdout_fd(self) -> int:
+        return self.process.stdout.fileno()
+
+    def end_input(self) -> None:
+        """Close our end of the FIFO: a reader that survived SIGINT sees end-of-file."""
+        if self.fifo_writer is not None:
+            os.close(self.fifo_writer)
+            self.fifo_writer = None
+
+    def interrupt(self) -> None:
+        interrupt_run(self.process.pid, self.began)  # each SIGINT leaves one function level of the code
+
+    def signal_foreground(self, sig: int) -> None:
+        signal_foreground(self.process.pid, sig, self.began)
+
+    def stop_ladder(self) -> StopLadder:
+        """SIGINT again and again, then end-of-file and SIGTERM, then SIGKILL, then the shell is replaced."""
+        step = TIMEOUTS.code_stop_step
+
+        def end_input_and_terminate() -> None:
+            self.end_input()
+            self.signal_foreground(signal.SIGTERM)
+
+        return StopLadder(
+            [
+                Rung(0.0, self.interrupt, every=SIGINT_REPEAT),
+                Rung(step, end_input_and_terminate),
+                Rung(2 * step, lambda: self.signal_foreground(signal.SIGKILL)),
+            ],
+            give_up_after=3 * step,
+        )
+
+    def settle_ladder(self) -> StopLadder:
+        """For a run nobody reads any more: SIGINT, SIGKILL from halfway, then the shell is replaced."""
+        step = TIMEOUTS.code_stop_step
+        return StopLadder(
+            [
+                Rung(0.0, self.interrupt, every=SIGINT_REPEAT),
+                Rung(1.5 * step, lambda: self.signal_foreground(signal.SIGKILL), every=0.0),
+            ],
+            give_up_after=3 * step,
+        )
 
 
 class Shell(PipedLanguage):
@@ -111,6 +187,11 @@ class Shell(PipedLanguage):
         self._cwd: str | None = None
         self._runs = 0
         self._exit_reported = False
+
+    @property
+    def cwd(self) -> str:
+        """The folder the next run starts in (as the last run left it)."""
+        return self._cwd if self._cwd and os.path.isdir(self._cwd) else os.getcwd()
 
     # -- the seed's language interface ------------------------------------------------------------------
 
@@ -142,12 +223,13 @@ class Shell(PipedLanguage):
         if self._process is not None and self._process.poll() is None:
             return ""
         note = ""
-        if self._process is not None and not self._exit_reported:
-            note = (
-                f"[The shell had exited (code {self._process.returncode}); a new one was started in "
-                f"{self._cwd}. Variables, functions and unexported settings from earlier runs are gone.]\n"
-            )
-            self._kill()
+        if self._process is not None:
+            if not self._exit_reported:
+                note = (
+                    f"[The shell had exited (code {self._process.returncode}); a new one was started in "
+                    f"{self._cwd}. Variables, functions and unexported settings from earlier runs are gone.]\n"
+                )
+            self._kill()  # reaps it and closes our ends of its pipes
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="oi-local-shell-")
         env = dict(os.environ)
@@ -171,261 +253,146 @@ class Shell(PipedLanguage):
     # -- one run ------------------------------------------------------------------------------------------
 
     def _run(self, code: str) -> Iterator[dict]:
+        run = self._open_run(code)
+        finished = False
+        try:
+            os.write(self._command_fd, (run.prefix + "\n").encode())
+            while run.exit_code is None:
+                yield from self._wait(run)
+            if self._process is run.process:
+                yield from final_output(run.stdout_fd, run.decoder)
+            self.last_exit_code = run.exit_code
+            if run.exit_code and not run.ladder.started and run.process.poll() is None:
+                yield output(f"\n[exit code {run.exit_code}]\n")
+            finished = True
+            yield active_line(None)
+        finally:
+            self._close_run(run, finished)
+
+    def _open_run(self, code: str) -> _Run:
+        """Write the run's code file and make its stdin FIFO (whose only writer is us)."""
         process = self._process
         assert process is not None and self._dir is not None
         self._runs += 1
         prefix = os.path.join(self._dir, f"run{self._runs}")
         Path(prefix + ".sh").write_text(code if code.endswith("\n") else code + "\n")
         os.mkfifo(prefix + ".in", 0o600)
-        fifo_writer: int | None = os.open(prefix + ".in", os.O_RDWR | os.O_NONBLOCK)
-        fifo_id = _file_id(prefix + ".in")
+        fifo_writer = os.open(prefix + ".in", os.O_RDWR | os.O_NONBLOCK)
         self._stop_requested.clear()
         self._running = True
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        throttle = ActiveLineThrottle()
-        limit = run_timeout(self.computer)
-        started = time.monotonic()
-        next_check = started + CHECK_INTERVAL
-        stopping_since: float | None = None
-        escalation = 0
-        last_sigint = float("-inf")
-        suspects: set[int] = set()
-        control = b""
-        total_output = 0
-        exit_code: int | None = None
-        stdout_fd = process.stdout.fileno()
-        finished = False
-        try:
-            os.write(self._command_fd, (prefix + "\n").encode())
-            while exit_code is None:
-                now = time.monotonic()
-                wait = max(0.0, next_check - now)
-                if stopping_since is not None:
-                    wait = min(wait, 0.05)
-                readable, _, _ = select.select([stdout_fd, self._control_fd], [], [], wait)
-                if stdout_fd in readable:
-                    data = read_available(stdout_fd)
-                    if data:
-                        total_output += len(data)
-                        text = decoder.decode(data)
-                        if text:
-                            yield output(text)
-                    if total_output > MAX_OUTPUT_BYTES and stopping_since is None:
-                        yield output(f"\n[Stopped: the run printed more than {MAX_OUTPUT_BYTES // 2**20} MiB.]\n")
-                        self._stop_requested.set()
-                if self._control_fd in readable:
-                    control += read_available(self._control_fd)
-                    *lines, control = control.split(b"\n")
-                    for line in lines:
-                        if line.startswith(b"L "):
-                            number = int(line[2:] or 0)
-                            if throttle.accept(number, time.monotonic()):
-                                yield active_line(number)
-                        elif line.startswith(b"D "):
-                            code_text, _, cwd = line[2:].decode(errors="replace").partition(" ")
-                            exit_code = int(code_text)
-                            self._cwd = cwd or self._cwd
-                if exit_code is not None:
-                    break
-                if process.poll() is not None:
-                    yield from final_output(stdout_fd, decoder)
-                    exit_code = process.returncode
-                    self._exit_reported = True
-                    yield output(
-                        f"\n[The shell exited with code {exit_code}. The next run starts a new shell in "
-                        f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
-                    )
-                    break
-                now = time.monotonic()
-                if stopping_since is None:
-                    if limit is not None and now - started > limit:
-                        yield output(timeout_message(limit))
-                        self._stop_requested.set()
-                    if now >= next_check:
-                        next_check = now + CHECK_INTERVAL
-                        waiting = self._waiting_for_input(process.pid, fifo_id)
-                        if waiting and waiting & suspects:
-                            pid = min(waiting & suspects)
-                            yield output(_waiting_message(None if pid == process.pid else _command_line(pid)))
-                            self._stop_requested.set()
-                        suspects = waiting
-                    if self._stop_requested.is_set():
-                        stopping_since = now
-                        _interrupt_run(process.pid)
-                        last_sigint = now
-                else:
-                    waited = now - stopping_since
-                    if now - last_sigint >= SIGINT_REPEAT:
-                        # Again and again: each SIGINT leaves one function level of the code.
-                        _interrupt_run(process.pid)
-                        last_sigint = now
-                    if escalation == 0 and waited > 1.0:
-                        escalation = 1
-                        if fifo_writer is not None:  # end-of-file for a reader that survived SIGINT
-                            os.close(fifo_writer)
-                            fifo_writer = None
-                        _signal_foreground(process.pid, signal.SIGTERM)
-                    elif escalation == 1 and waited > 2.0:
-                        escalation = 2
-                        _signal_foreground(process.pid, signal.SIGKILL)
-                    elif escalation == 2 and waited > 3.0:
-                        self._kill()
-                        yield output(
-                            "\n[The shell did not stop, so it was replaced. The next run starts in "
-                            f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
-                        )
-                        exit_code = -1
-                        break
-            if self._process is process:
-                yield from final_output(stdout_fd, decoder)
-            self.last_exit_code = exit_code
-            if exit_code and stopping_since is None and process.poll() is None:
-                yield output(f"\n[exit code {exit_code}]\n")
-            finished = True
-            yield active_line(None)
-        finally:
-            self._running = False
-            if fifo_writer is not None:
-                os.close(fifo_writer)
-            if not finished and self._process is process and exit_code is None:
-                # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too.
-                self._settle(process)
-            for suffix in (".sh", ".in"):
-                try:
-                    os.unlink(prefix + suffix)
-                except OSError:
-                    pass
+        return _Run(process, prefix, fifo_writer, run_timeout(self.computer), time.monotonic())
 
-    def _settle(self, process: subprocess.Popen) -> None:
+    def _wait(self, run: _Run) -> Iterator[dict]:
+        """One round of a run: pass on what it printed and reported, then watch it or carry its stop on."""
+        wait = max(0.0, run.next_check - time.monotonic())
+        if run.ladder.started:
+            wait = min(wait, 0.05)
+        readable, _, _ = select.select([run.stdout_fd, self._control_fd], [], [], wait)
+        if run.stdout_fd in readable:
+            yield from self._read_output(run)
+        if self._control_fd in readable:
+            yield from self._read_control(run)
+        if run.exit_code is not None:
+            return
+        if run.process.poll() is not None:
+            yield from self._shell_exited(run)
+            return
+        now = time.monotonic()
+        if run.ladder.started:
+            yield from self._carry_stop_on(run, now)
+        else:
+            yield from self._watch(run, now)
+
+    def _read_output(self, run: _Run) -> Iterator[dict]:
+        data = read_available(run.stdout_fd)
+        if data:
+            run.total_output += len(data)
+            text = run.decoder.decode(data)
+            if text:
+                yield output(text)
+        if run.total_output > MAX_OUTPUT_BYTES and not run.ladder.started:
+            yield output(f"\n[Stopped: the run printed more than {MAX_OUTPUT_BYTES // 2**20} MiB.]\n")
+            self._stop_requested.set()
+
+    def _read_control(self, run: _Run) -> Iterator[dict]:
+        """`L <line>` is an active line, `D <exit code> <cwd>` the end of the run."""
+        run.control += read_available(self._control_fd)
+        *lines, run.control = run.control.split(b"\n")
+        for line in lines:
+            if line.startswith(b"L "):
+                number = int(line[2:] or 0)
+                if run.throttle.accept(number, time.monotonic()):
+                    yield active_line(number)
+            elif line.startswith(b"D "):
+                code_text, _, cwd = line[2:].decode(errors="replace").partition(" ")
+                run.exit_code = int(code_text)
+                self._cwd = cwd or self._cwd
+
+    def _shell_exited(self, run: _Run) -> Iterator[dict]:
+        yield from final_output(run.stdout_fd, run.decoder)
+        run.exit_code = run.process.returncode
+        self._exit_reported = True
+        yield output(
+            f"\n[The shell exited with code {run.exit_code}. The next run starts a new shell in "
+            f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
+        )
+
+    def _watch(self, run: _Run, now: float) -> Iterator[dict]:
+        """Before a stop: the time limit, the waiting-for-input check, and a stop asked for."""
+        if run.limit is not None and now - run.started > run.limit:
+            yield output(timeout_message(run.limit))
+            self._stop_requested.set()
+        if now >= run.next_check:
+            run.next_check = now + CHECK_INTERVAL
+            yield from self._check_input(run)
+        if self._stop_requested.is_set():
+            run.ladder.start(now)
+
+    def _check_input(self, run: _Run) -> Iterator[dict]:
+        """Stop the run when the same process is seen waiting for input twice in a row."""
+        waiting = waiting_for_input(run.process.pid, run.fifo_id)
+        if waiting and waiting & run.suspects:
+            pid = min(waiting & run.suspects)
+            yield output(waiting_message(None if pid == run.process.pid else command_line(pid)))
+            self._stop_requested.set()
+        run.suspects = waiting
+
+    def _carry_stop_on(self, run: _Run, now: float) -> Iterator[dict]:
+        if run.ladder.climb(now):
+            self._kill()
+            yield output(
+                "\n[The shell did not stop, so it was replaced. The next run starts in "
+                f"{self._cwd or os.getcwd()}; variables and functions from earlier runs are gone.]\n"
+            )
+            run.exit_code = -1
+
+    def _close_run(self, run: _Run, finished: bool) -> None:
+        self._running = False
+        run.end_input()
+        if not finished and self._process is run.process and run.exit_code is None:
+            # The consumer stopped reading mid-run (Ctrl-C in the terminal): stop the code too.
+            self._settle(run)
+        for suffix in (".sh", ".in"):
+            try:
+                os.unlink(run.prefix + suffix)
+            except OSError:
+                pass
+
+    def _settle(self, run: _Run) -> None:
         """After an abandoned run: interrupt it and wait for the shell's done marker, so the next run starts
-        clean; a shell that does not finish within 3 s is replaced."""
-        deadline = time.monotonic() + 3.0
-        last_sigint = float("-inf")
+        clean; a shell that does not finish in time is replaced."""
+        ladder = run.settle_ladder()
+        ladder.start(time.monotonic())
         control = b""
-        while time.monotonic() < deadline and process.poll() is None:
-            now = time.monotonic()
-            if now - last_sigint >= SIGINT_REPEAT:
-                _interrupt_run(process.pid)
-                last_sigint = now
-            if now > deadline - 1.5:
-                _signal_foreground(process.pid, signal.SIGKILL)
-            readable, _, _ = select.select([process.stdout.fileno(), self._control_fd], [], [], 0.05)
-            if process.stdout.fileno() in readable:
-                read_available(process.stdout.fileno())
+        while run.process.poll() is None:
+            readable, _, _ = select.select([run.stdout_fd, self._control_fd], [], [], 0.05)
+            if run.stdout_fd in readable:
+                read_available(run.stdout_fd)
             if self._control_fd in readable:
                 control += read_available(self._control_fd)
                 if b"\nD " in b"\n" + control:
                     return
+            if ladder.climb(time.monotonic()):
+                break
         self._kill()
 
-    @staticmethod
-    def _waiting_for_input(shell_pid: int, fifo_id: tuple[int, int] | None) -> set[int]:
-        """PIDs in the shell's tree that sleep reading the run's stdin FIFO."""
-        if fifo_id is None:
-            return set()
-        reads, epolls = _SYSCALLS.get(platform.machine(), (set(), set()))
-        pids = [shell_pid] + _descendants(shell_pid)
-        waiting = set()
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/syscall").read_text().split()
-            except OSError:
-                continue
-            if not fields or not fields[0].isdigit() or len(fields) < 2:
-                continue
-            number, first_argument = int(fields[0]), int(fields[1], 16)
-            if number in reads:
-                if _file_id(f"/proc/{pid}/fd/{first_argument}") == fifo_id:
-                    waiting.add(pid)
-            elif number in epolls:
-                if any(_file_id(f"/proc/{pid}/fd/{fd}") == fifo_id for fd in _epoll_targets(pid, first_argument)):
-                    waiting.add(pid)
-        return waiting
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _epoll_targets(pid: int, epoll_fd: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/fdinfo/{epoll_fd}").read_text()
-    except OSError:
-        return []
-    targets = []
-    for line in text.splitlines():
-        if line.startswith("tfd:"):
-            parts = line.split()
-            if len(parts) > 1 and parts[1].isdigit():
-                targets.append(int(parts[1]))
-    return targets
-
-
-def _descendants(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _command_line(pid: int) -> str:
-    try:
-        parts = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        text = " ".join(p.decode(errors="replace") for p in parts if p)
-    except OSError:
-        text = ""
-    return text[:120]
-
-
-def _waiting_message(command: str | None) -> str:
-    """`command` is the waiting program's command line; None when it is the shell itself (the `read` builtin)."""
-    shown = "a `read` in the code" if command is None else (f"`{command}`" if command else "a command")
-    return (
-        f"\n[Stopped: {shown} was waiting for input from the keyboard (stdin), and nobody can type here. "
-        "Give the input non-interactively instead: pipe it (`echo yes | command`), use a here-document, "
-        "or use the command's non-interactive option (for example -y, --yes, --batch).]\n"
-    )
-
-
-def _interrupt_run(shell_pid: int) -> None:
-    """SIGINT to the shell (its trap unwinds the code) and to the run's foreground processes."""
-    send_signal(shell_pid, signal.SIGINT)
-    _signal_foreground(shell_pid, signal.SIGINT)
-
-
-def _signal_foreground(shell_pid: int, sig: int) -> None:
-    """Signal the run's foreground processes: each child of the shell with everything under it, except the
-    children that are background jobs. A non-interactive bash starts a background job with SIGINT and
-    SIGQUIT both ignored (a program that ignores SIGINT itself rarely ignores SIGQUIT too); the programs
-    inside a background subshell do not inherit that, so a whole subtree is spared or signalled."""
-    import psutil
-
-    try:
-        children = psutil.Process(shell_pid).children()
-    except psutil.Error:
-        return
-    background = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGQUIT - 1))
-    for child in children:
-        if _ignored_signals(child.pid) & background == background:
-            continue
-        try:
-            tree = [child.pid] + [grandchild.pid for grandchild in child.children(recursive=True)]
-        except psutil.Error:
-            tree = [child.pid]
-        for pid in tree:
-            send_signal(pid, sig)
-
-
-def _ignored_signals(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    ignored = next((line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), "0")
-    return int(ignored, 16)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Collection
 from typing import Any
 
 from oi_local.errors import OiLocalError
 from oi_local.face import profiles
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 
 
-def run(args: argparse.Namespace) -> int:
+def run(invocation: Invocation) -> int:
     paths = app_paths()
-    if getattr(args, "profiles", False):
+    if invocation.options.get("profiles"):
         return show_profiles(paths)
-    interpreter, profile = build_interpreter(args, paths)
-    for name, value in profiles.terminal_settings(profile, args).items():
-        setattr(args, name, value)
-        setattr(interpreter, name, value)  # chat(display=True) from a Python profile or hook sees them too
+    interpreter, profile = build_interpreter(invocation, paths)
     check_endpoint(interpreter, profile)
-    return start_chat(interpreter, args)
+    return start_chat(interpreter, invocation)
 
 
 def check_endpoint(interpreter: Any, profile: dict[str, Any]) -> None:
@@ -45,37 +43,41 @@ def _custom_completions(llm: Any) -> bool:
 
 
 def build_interpreter(
-    args: argparse.Namespace, paths: AppPaths, *, default_profile: str = profiles.DEFAULT_PROFILE, interpreter: Any = None
+    invocation: Invocation, paths: AppPaths, *, default_profile: str = profiles.DEFAULT_PROFILE, interpreter: Any = None,
+    skip: Collection[str] = (),
 ) -> tuple[Any, dict[str, Any]]:
-    """An OpenInterpreter with the profile (-p, else `default_profile`) applied, then the flags (flags win).
+    """An OpenInterpreter with the profile (-p, else `default_profile`) applied, then the flags (flags win;
+    `skip`: settings given on the command line that are not for the agent), then the terminal settings.
 
-    Pass `interpreter` to apply both to an existing one (local_cmd: after configure_for(endpoint))."""
+    Pass `interpreter` to apply all of it to an existing one (local_cmd: after configure_for(endpoint))."""
     if interpreter is None:
         from oi_local import OpenInterpreter  # with the terminal as its display (Python profiles may chat)
 
         interpreter = OpenInterpreter()
-    profile = profiles.load_profile(getattr(args, "profile", None) or default_profile, paths)
+    profile = profiles.load_profile(invocation.options.get("profile") or default_profile, paths)
     profiles.apply(interpreter, profile)
-    profiles.apply_flags(interpreter, args)
+    profiles.apply_flags(interpreter, invocation, skip=skip)
+    for name, value in profiles.terminal_settings(profile, invocation).items():
+        setattr(interpreter, name, value)  # the chat below and chat(display=True) from a profile or hook read them
     return interpreter, profile
 
 
-def start_chat(interpreter: Any, args: argparse.Namespace) -> int:
+def start_chat(interpreter: Any, invocation: Invocation) -> int:
     """Chat with an interpreter that is ready to use: resume a saved conversation (--conversations),
-    run one task (MESSAGE) and exit, or run the interactive loop."""
+    run one task (MESSAGE) and exit, or run the interactive loop (plain and multi_line: the interpreter's)."""
     from oi_local import terminal
 
-    plain = bool(getattr(args, "plain", False))
-    if getattr(args, "conversations", False):
+    plain = bool(interpreter.plain)
+    if invocation.options.get("conversations"):
         if not pick_conversation(interpreter):
             return 0
     # The Python kernel starts in the background while the model writes its first reply.
     interpreter.computer.warm_up("python")
-    message = getattr(args, "message", None)
+    message = invocation.options.get("message")
     if message:
         terminal.render(interpreter, message, plain=plain)
         return 0
-    return terminal.chat_loop(interpreter, plain=plain, multi_line=bool(getattr(args, "multi_line", False)))
+    return terminal.chat_loop(interpreter, plain=plain, multi_line=bool(interpreter.multi_line))
 
 
 def conversations_folder(interpreter: Any) -> Any:

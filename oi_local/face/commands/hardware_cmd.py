@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from oi_local.face.invocation import Invocation
+from oi_local.files import format_bytes
 from oi_local.machine import hardware
 from oi_local.machine.paths import app_paths
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    return f"{n / 1024**3:.1f} GiB"
+    return "unknown" if n is None else format_bytes(n)
 
 
-def run(args: argparse.Namespace) -> int:
-    hw = hardware.probe(app_paths().models)
+def run(args: Invocation) -> int:
+    paths = app_paths()
+    hw = hardware.probe(paths.models, state_dir=paths.state)
     if getattr(args, "json", False):
         print(json.dumps(hardware.to_dict(hw), indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="This machine", show_header=True, header_style="bold")
@@ -42,8 +43,15 @@ def run(args: argparse.Namespace) -> int:
         )
         runtime = " ".join(x for x in (gpu.backend, gpu.runtime_version or "") if x)
         driver = f", driver {gpu.driver}" if gpu.driver else ""
-        table.add_row(f"GPU {index}", f"{gpu.name} [{gpu.vendor}, {runtime}{driver}]: {memory}")
+        table.add_row(f"GPU {index}", escape(f"{gpu.name} [{gpu.vendor}, {runtime}{driver}]: {memory}"))
+    from oi_local.machine.summary import gpu_build_note, llama_build_text
+
+    table.add_row("llama.cpp build", llama_build_text(hw))
     for problem in hw.problems:
-        table.add_row("[yellow]unknown[/yellow]", problem)
-    Console().print(table)
+        table.add_row("[yellow]unknown[/yellow]", escape(problem))
+    console = Console()
+    console.print(table)
+    note = gpu_build_note(hw)
+    if note:
+        console.print(note, style="yellow", markup=False, highlight=False)
     return 0

@@ -7,59 +7,82 @@ stopped when this command ends.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
 from typing import Any
 
-from oi_local import env
+from oi_local import env, providers
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
+from oi_local.providers.base import ProviderContext
 
-# Flags that name the endpoint: they configure the server, never the agent's litellm settings directly.
-ENDPOINT_FLAGS = ("model", "api_base", "api_key")
+# Settings that name the endpoint: they configure the server, never the agent's litellm settings directly.
+ENDPOINT_SETTINGS = ("llm.model", "llm.api_base", "llm.api_key")
 
 
-def missing_flags(args: argparse.Namespace) -> list[str]:
+def missing_flags(args: Invocation) -> list[str]:
     missing = []
     if not args.provider:
-        missing.append("--provider {llamacpp,llamafile,ollama,lmstudio,jan,custom}")
+        missing.append(f"--provider {{{','.join(providers.names())}}}")
     if not args.model:
         missing.append("--model ID|PATH")
-    if args.provider == "custom" and not args.api_base:
+    if args.provider and providers.get(args.provider).needs_url and not args.api_base:
         missing.append("--api_base URL")
     return missing
+
+
+def provider_context(args: Invocation, paths: AppPaths) -> ProviderContext:
+    """What the flags say about the endpoint, for the providers."""
+    return ProviderContext(
+        paths=paths, api_base=args.api_base, api_key=args.api_key, fresh_server=bool(args.fresh_server),
+        context_window=args.context_window, max_tokens=args.max_tokens, start_server=True,
+        offline=offline_requested(args, paths),
+    )
+
+
+def offline_requested(args: Invocation, paths: AppPaths) -> bool:
+    """--offline, or `offline: true` in the profile named with -p. (The shipped local profile's `offline: true`
+    is the agent's setting once the model is on disk; with it alone a missing model may still be downloaded.)"""
+    if getattr(args, "offline", None):
+        return True
+    name = getattr(args, "profile", None)
+    if not name:
+        return False
+    from oi_local.face import profiles
+
+    try:
+        return profiles.load_profile(name, paths).get("offline") is True
+    except OiLocalError:
+        return False  # the profile's own error is reported when it is applied
 
 
 def has_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     env.apply_offline()
     paths = app_paths().ensure()
     missing = missing_flags(args)
     if missing and not has_terminal():
         raise OiLocalError(
             "`interpreter --local` needs a terminal for its menus, and without one these flags are missing: "
-            f"{', '.join(missing)}. For example: interpreter --local --provider llamacpp --model smollm2-135m -y "
-            '"your task".'
+            f"{', '.join(missing)}. For example: interpreter --local --provider {providers.DEFAULT} --model smollm2-135m "
+            '-y "your task".'
         )
     server = None
+    context = provider_context(args, paths)
+    if context.offline:
+        env.set_hub_offline()  # before anything can reach the hub (the explorer's menus included)
     try:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
 
             warm = warm_up()  # the model is known: the kernel and the imports start beside the server
-
-            endpoint, server = prepare_endpoint(
-                args.provider, args.model, api_base=args.api_base, api_key=args.api_key, paths=paths,
-                fresh_server=bool(args.fresh_server), context_window=args.context_window,
-                max_tokens=args.max_tokens, start_ollama=True,
-            )
+            endpoint, server = prepare_endpoint(args.provider, args.model, context)
             remember(paths, args.provider, args.model, args.api_base)
         else:
-            picked = _explore(args, paths)
+            picked = _explore(args, context)
             if picked is None:
                 return 0
             endpoint, server = picked.endpoint, picked.server
@@ -67,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             warm = warm_up()
         interpreter = build_interpreter(endpoint, args, paths, computer=warm.computer)
         warm.attach(interpreter)
+        from oi_local.face.local_mode import attach_recovery
+
+        attach_recovery(interpreter, server)
         announce(endpoint, auto_run=bool(getattr(interpreter, "auto_run", False)))
         from oi_local.face.commands import chat_cmd
 
@@ -76,15 +102,11 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _explore(args: argparse.Namespace, paths: AppPaths):
+def _explore(args: Invocation, context: ProviderContext):
     from oi_local.face import explorer, last_choice
 
     try:
-        return explorer.explore(
-            paths, last=last_choice.load(paths.config), provider=args.provider, api_base=args.api_base,
-            api_key=args.api_key, fresh_server=bool(args.fresh_server), context_window=args.context_window,
-            max_tokens=args.max_tokens,
-        )
+        return explorer.explore(context, last=last_choice.load(context.paths.config), provider=args.provider)
     except explorer.Cancelled:
         print("Cancelled.", file=sys.stderr)
         return None
@@ -93,7 +115,8 @@ def _explore(args: argparse.Namespace, paths: AppPaths):
 def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | None) -> None:
     from oi_local.face import last_choice
 
-    last_choice.save(paths.config, last_choice.LastChoice(provider, model, api_base if provider == "custom" else None))
+    kept_url = api_base if providers.get(provider).needs_url else None
+    last_choice.save(paths.config, last_choice.LastChoice(provider, model, kept_url))
 
 
 def warm_up():
@@ -104,21 +127,16 @@ def warm_up():
     return warmup.begin(modules=WARM_IMPORTS)
 
 
-def build_interpreter(endpoint, args: argparse.Namespace, paths: AppPaths, computer: Any = None) -> Any:
+def build_interpreter(endpoint, invocation: Invocation, paths: AppPaths, computer: Any = None) -> Any:
     """The agent pointed at the endpoint with the local defaults, then the local profile, then the flags."""
     from oi_local import OpenInterpreter  # with the terminal as its display
     from oi_local.face.commands import chat_cmd
 
     interpreter = OpenInterpreter(computer=computer)
     interpreter.configure_for(endpoint)
-    flags = copy.copy(args)
-    for name in ENDPOINT_FLAGS:
-        setattr(flags, name, None)
-    interpreter, profile = chat_cmd.build_interpreter(flags, paths, default_profile="local", interpreter=interpreter)
-    from oi_local.face import profiles
-
-    for name, value in profiles.terminal_settings(profile, args).items():
-        setattr(args, name, value)
+    interpreter, _profile = chat_cmd.build_interpreter(
+        invocation, paths, default_profile="local", interpreter=interpreter, skip=ENDPOINT_SETTINGS
+    )
     return interpreter
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from oi_local.errors import OiLocalError
+from oi_local.errors import OiLocalError, did_you_mean
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 
 
@@ -22,7 +22,7 @@ def open_store(paths: AppPaths):
 # ---- without menus ---------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Invocation) -> int:
     paths = app_paths()
     store = open_store(paths)
     as_json = getattr(args, "json", False)
@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         _emit(as_json, {"model": model.to_json()}, f"{model.id} is ready: {model.path}")
         return 0
     if action == "verify":
+        if getattr(args, "trust", False):
+            model = store.trust(args.model_id, progress=not as_json)
+            _emit(as_json, {"model": model.to_json()}, _trust_line(model))
+            return 0
         model = store.verify(args.model_id, progress=not as_json)
         _emit(as_json, {"model": model.to_json()}, _verdict_line(model))
         return 1 if model.verified is False else 0
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
               _deleted_line(model, removed_file))
         return 0
     if action == "import":
-        model = store.import_file(Path(args.path), model_id=args.model_id, copy=args.copy, progress=not as_json)
+        model = store.import_file(Path(args.path), model_id=args.model_id, copy=args.copy,
+                                  link=bool(getattr(args, "link", False)), progress=not as_json)
         _emit(as_json, {"model": model.to_json()}, f"Imported {model.id} ({model.name}): {model.path}")
         return 0
     raise OiLocalError(f"Unknown models action {action!r}; use list, download, verify, delete or import.")
@@ -76,7 +81,7 @@ def _list(store, paths: AppPaths, *, show_all: bool, as_json: bool) -> int:
             on_disk = {m.id for m in models}
             data["catalog"] = [
                 {"id": e.id, "name": e.name, "format": e.format, "size_bytes": e.size_bytes, "fits": f.fits,
-                 "reason": f.reason, "n_ctx": f.n_ctx, "recommended": bool(e.recommended and f.fits),
+                 "reason": f.reason, "n_ctx": f.n_ctx, "recommended": bool(e.recommended and f.fits), "tokens_per_second": f.tokens_per_second,
                  "on_disk": e.id in on_disk}
                 for e, f in ranked
             ]
@@ -97,8 +102,7 @@ def _catalog_entry(store, model_id: str):
 
     entry = catalog.find(store.catalog, model_id)
     if entry is None:
-        close = [e.id for e in store.catalog if model_id.lower() in e.id.lower()][:5]
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(model_id, (e.id for e in store.catalog))
         raise OiLocalError(f"{model_id!r} is not in the model catalog.{hint} `oi-local models list --all` shows "
                            "every catalog model and whether it fits this machine.")
     return entry
@@ -141,6 +145,13 @@ def _verdict_line(model) -> str:
         return f"{model.id}: unchanged since it was added (no published checksum to compare with)."
     return (f"{model.id}: the file does NOT match its sha256; do not use it. Delete it with "
             f"`oi-local models delete {model.id}` and download it again.")
+
+
+def _trust_line(model) -> str:
+    whose = "the catalog's" if model.sha256_source == "catalog" else "pinned by you"
+    runs = " It may now be run." if model.format == "llamafile" else ""
+    return (f"{model.id}: sha256 {model.sha256} ({whose}) is recorded as trusted for {model.path}.{runs} "
+            "Compare it with the publisher's sha256 if you have it.")
 
 
 def _removes_file(store, model) -> bool:
@@ -206,7 +217,7 @@ def _print_catalog(console, ranked, on_disk: set[str]) -> None:
         if not wide and entry.id in on_disk:
             fits += " (on disk)"
         extra = [str(fit.n_ctx) if fit.fits else "", "yes" if entry.id in on_disk else ""] if wide else []
-        table.add_row(entry.id, _size(entry.size_bytes), fits, *extra, fit.reason, style=None if fit.fits else "dim")
+        table.add_row(entry.id, _size(entry.size_bytes), fits, *extra, fit.reason + fit.speed_suffix, style=None if fit.fits else "dim")
     console.print(table)
 
 
@@ -223,7 +234,7 @@ MENU = (
 )
 
 
-def interactive(args: argparse.Namespace) -> int:
+def interactive(args: Invocation) -> int:
     """A menu over the store; Escape goes back (or leaves at the top), Ctrl-C leaves."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise OiLocalError("`interpreter --local_models` is an interactive menu and needs a terminal. In scripts use "
@@ -253,7 +264,7 @@ def interactive(args: argparse.Namespace) -> int:
 
 def _ask(question):
     """Ask; None when the user presses Escape or Ctrl-C."""
-    from oi_local.face.explorer import escape_answers
+    from oi_local.face.menus import escape_answers
 
     escape_answers(question, None)
     try:
@@ -295,7 +306,7 @@ def _i_download(store, paths, console) -> None:
         title = f"{entry.name}  {_size(entry.size_bytes)}, {entry.format}{mark}"
         if fit.fits:
             star = "★ " if entry.recommended else "  "
-            choices.append(questionary.Choice(f"{star}{title}  context {fit.n_ctx}", value=entry.id))
+            choices.append(questionary.Choice(f"{star}{title}  context {fit.n_ctx}{fit.speed_suffix}", value=entry.id))
         else:
             choices.append(questionary.Choice(f"  {title}", value=entry.id, disabled=f"does not fit: {fit.reason}"))
     choices.append(questionary.Choice("Back", value=None))

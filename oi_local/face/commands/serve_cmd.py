@@ -2,70 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from oi_local import providers
 from oi_local.endpoint import is_loopback
 from oi_local.errors import OiLocalError
+from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
 from oi_local.models.fit import Fit
-
-MODEL_SUFFIXES = (".gguf", ".llamafile")
-
-
-@dataclasses.dataclass
-class ModelChoice:
-    path: Path
-    model_id: str
-    format: str  # "gguf" | "llamafile"
-    entry: object | None = None  # CatalogEntry when chosen from the catalog
-    verified: bool | None = None  # the store's verdict (None: no published checksum)
-
-
-def looks_like_path(text: str) -> bool:
-    return text.endswith(MODEL_SUFFIXES) or "/" in text or "\\" in text or Path(text).expanduser().exists()
-
-
-def resolve_model(text: str, paths: AppPaths) -> ModelChoice:
-    """A path to a .gguf/.llamafile, or a catalog id fetched (or found) through the store."""
-    if looks_like_path(text):
-        path = Path(text).expanduser().resolve()
-        if not path.exists():
-            raise OiLocalError(f"The model file {path} does not exist. Give the path of a .gguf or .llamafile, "
-                               "or a catalog id (oi-local models list --all).")
-        fmt = "llamafile" if path.suffix == ".llamafile" else "gguf"
-        return ModelChoice(path, path.stem, fmt)
-    from oi_local.models import catalog
-    from oi_local.models.store import ModelStore
-
-    entries = catalog.load(paths.user_catalog)
-    entry = catalog.find(entries, text)
-    if entry is None:
-        close = [e.id for e in entries if text.lower() in e.id.lower()][:5]
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise OiLocalError(f"No model {text!r} in the catalog and no such file.{hint} See `oi-local models list "
-                           "--all`, or give the path of a .gguf or .llamafile.")
-    stored = ModelStore(paths.models, entries).ensure(entry, progress=sys.stderr.isatty())
-    return ModelChoice(stored.path, entry.id, entry.format, entry, stored.verified)
-
-
-def fit_for(choice: ModelChoice, paths: AppPaths, *, context_window: int | None = None,
-            n_gpu_layers: int | None = None) -> Fit:
-    """The fit for this machine from the file's header; -c re-fits at that context, -ngl overrides the layers."""
-    from oi_local.machine.hardware import probe
-    from oi_local.models.fit import fit_file
-
-    if context_window is not None and context_window < 256:
-        raise OiLocalError(f"A context window of {context_window} tokens is too small; use at least 256.")
-    fit = fit_file(choice.path, probe(paths.models), choice.entry, n_ctx=context_window)
-    if n_gpu_layers is not None:
-        fit = dataclasses.replace(fit, n_gpu_layers=n_gpu_layers)
-    return fit
+from oi_local.providers import builtin
+from oi_local.providers.base import ProviderContext, ServeOptions
 
 
 def examples(endpoint) -> tuple[str, str]:
@@ -87,21 +36,6 @@ def examples(endpoint) -> tuple[str, str]:
         "print(reply.choices[0].message.content)"
     )
     return curl, python
-
-
-def start(choice: ModelChoice, fit: Fit, args: argparse.Namespace, paths: AppPaths):
-    runner = args.runner or ("llamafile" if choice.format == "llamafile" else "llamacpp")
-    common = dict(paths=paths, model_id=choice.model_id, port=args.port, host=args.host, api_key=args.api_key,
-                  reuse=not args.fresh_server, progress=sys.stderr.isatty())
-    if runner == "llamafile":
-        from oi_local.serving.runners import llamafile
-
-        # a file named on the command line is the user's own choice; a catalog llamafile must pass the store
-        verified = choice.entry is None or choice.verified is not False
-        return llamafile.start(choice.path, fit, verified=verified, **common)
-    from oi_local.serving.runners import llamacpp
-
-    return llamacpp.start(choice.path, fit, **common)
 
 
 def print_endpoint(console, server, fit: Fit) -> None:
@@ -127,26 +61,50 @@ def print_endpoint(console, server, fit: Fit) -> None:
     console.print(python, markup=False, highlight=False, soft_wrap=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def serve_context(args: Invocation, paths: AppPaths) -> ProviderContext:
+    """The flags as the built-in providers take them."""
+    return ProviderContext(
+        paths=paths, fresh_server=bool(args.fresh_server), progress=sys.stderr.isatty(),
+        context_window=args.context_window, verify=bool(getattr(args, "verify", False)),
+        serve=ServeOptions(host=args.host, port=args.port, api_key=args.api_key, n_gpu_layers=args.n_gpu_layers),
+    )
+
+
+def provider_for(resolved, runner: str | None):
+    """--runner when given (a built-in provider's name), else the built-in provider for the model's format."""
+    if runner is None:
+        return providers.serving(resolved.format)
+    chosen = providers.get(runner)
+    if not chosen.builtin:
+        built_in = ", ".join(p.name for p in providers.all_providers() if p.builtin)
+        raise OiLocalError(f"`oi-local serve --runner` takes a built-in provider ({built_in}), not {runner}.")
+    return chosen
+
+
+def run(args: Invocation) -> int:
     from rich.console import Console
 
     console = Console()
     err = Console(stderr=True)
-    paths = app_paths().ensure()
-    choice = resolve_model(args.model, paths)
-    fit = fit_for(choice, paths, context_window=args.context_window, n_gpu_layers=args.n_gpu_layers)
+    ctx = serve_context(args, app_paths().ensure())
+    resolved = builtin.resolve(args.model, ctx)  # a .gguf or a .llamafile, whichever it is
+    provider = provider_for(resolved, args.runner)
+    fit = provider.fit(resolved, ctx)
+    if fit.note:  # e.g. a GPU the installed llama.cpp build cannot use (machine/summary.gpu_build_note)
+        err.print(fit.note, style="yellow", markup=False, highlight=False)
     if not fit.fits:
         err.print(f"[yellow]Warning:[/yellow] this model may not fit this machine: {fit.reason}", markup=True)
     if not is_loopback(args.host):
         err.print(f"[yellow]Warning:[/yellow] listening on {args.host}: anyone who can reach this machine can use "
                   "the model (with the API key).")
-    server = start(choice, fit, args, paths)
+    server = provider.serve(resolved, fit, ctx)
     try:
         if args.port and server.port != args.port:
             err.print(f"[yellow]Port {args.port} is taken; using port {server.port}.[/yellow]")
         print_endpoint(console, server, fit)
         console.print("[dim]Press Ctrl-C to stop the server.[/dim]" if not server.reused else
-                      "[dim]This server belongs to the run that started it and stops with it; Ctrl-C leaves it running.[/dim]")
+                      "[dim]Another run started this server and shares it; Ctrl-C leaves it to them (or stops it "
+                      "when this is its last user).[/dim]")
         while True:
             if server.process is not None:
                 try:
@@ -159,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
             if error is not None:
                 raise error
     except KeyboardInterrupt:
-        server.stop()
-        err.print("Server stopped." if not server.reused else "Detached from the server.")
+        stopped = server.stop()
+        err.print("Server stopped." if stopped else "Detached from the server: another run still uses it.")
         return 0
     finally:
         server.stop()

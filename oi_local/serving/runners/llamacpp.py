@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oi_local.env import llama_server_additions
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
-from oi_local.serving.ports import LOOPBACK
+from oi_local.serving.options import ServerOptions, ServerSpec
 from oi_local.serving.server import ManagedServer, start_server
 
 RUNNER = "llamacpp"
@@ -38,8 +39,15 @@ def check_model_file(model_path: Path):
     return read(model_path)
 
 
-def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, api_key: str, threads: int,
+# llama-cpp-python's server reads its settings from the environment too (pydantic settings: API_KEY for
+# api_key), and uvicorn takes HOST and PORT from it over --host/--port; CONFIG_FILE replaces every flag.
+KEY_ENV = "API_KEY"
+ENV_OVERRIDING_FLAGS = ("HOST", "PORT", "CONFIG_FILE", "API_KEY")
+
+
+def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, threads: int,
             chat_format: str | None = None, extra_args: Sequence[str] = (), python: str | None = None) -> list[str]:
+    """The server's argv. The API key is not in it: it travels in the environment (KEY_ENV)."""
     argv = [
         python or sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path),
@@ -49,37 +57,28 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         "--n_ctx", str(fit.n_ctx),
         "--n_gpu_layers", str(fit.n_gpu_layers),
         "--n_threads", str(threads),
-        "--api_key", api_key,
         # The server keeps logits for every position by default (n_ctx x vocabulary x 4 bytes): memory the
         # fit does not count and chat completions never use.
         "--logits_all", "False",
+        # By default a new request ends the reply being streamed ([DONE] mid-sentence): with a server shared
+        # by several runs, requests wait for their turn instead.
+        "--interrupt_requests", "False",
     ]
     if chat_format:
         argv += ["--chat_format", chat_format]
     return argv + list(extra_args)
 
 
-def start(
-    model_path: Path,
-    fit: Fit,
-    *,
-    paths: AppPaths,
-    model_id: str,
-    port: int | None = None,
-    host: str = LOOPBACK,
-    api_key: str | None = None,
-    reuse: bool = True,
-    threads: int | None = None,
-    extra_args: Sequence[str] = (),
-    chat_format: str | None = None,
-    progress: bool | None = None,
-    timeout: float | None = None,
-) -> ManagedServer:
-    """Start (or reuse) a llama.cpp server for a GGUF file; returns once it answers with its key."""
+def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options: ServerOptions | None = None,
+          chat_format: str | None = None, **option_fields: object) -> ManagedServer:
+    """Start (or reuse) a llama.cpp server for a GGUF file; returns once it answers with its key.
+
+    `options` says how (host, port, key, reuse, threads, ...); its fields may also be given by name."""
+    options = ServerOptions.of(options, **option_fields)
     model_path = Path(model_path).expanduser()
     if not model_path.is_file():
         check_model_file(model_path)  # raises the clear error before anything is spawned
-    threads = threads or physical_cores()
+    threads = options.threads or physical_cores()
 
     def preflight() -> None:
         info = check_model_file(model_path)
@@ -87,15 +86,15 @@ def start(
             raise _NoChatTemplate
 
     def launch(fmt: str | None, check) -> ManagedServer:
-        reuse_args = [f"threads={threads}", *(["chat_format=" + fmt] if fmt else []), *extra_args]
+        def build(use_port: int) -> list[str]:
+            return command(model_path, fit, model_id=model_id, host=options.host, port=use_port, threads=threads,
+                           chat_format=fmt, extra_args=options.extra_args)
 
-        def build(use_port: int, key: str) -> list[str]:
-            return command(model_path, fit, model_id=model_id, host=host, port=use_port, api_key=key,
-                           threads=threads, chat_format=fmt, extra_args=extra_args)
-
-        return start_server(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id,
-                            fit=fit, paths=paths, host=host, port=port, api_key=api_key, reuse=reuse,
-                            reuse_args=reuse_args, timeout=timeout, progress=progress, preflight=check)
+        spec = ServerSpec(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
+                          reuse_args=(f"threads={threads}", *(["chat_format=" + fmt] if fmt else []), *options.extra_args),
+                          env=llama_server_additions(), env_remove=ENV_OVERRIDING_FLAGS,
+                          key_env=KEY_ENV, preflight=check)
+        return start_server(spec, paths, options)
 
     try:
         return launch(chat_format, preflight)

@@ -1,7 +1,8 @@
 """Serve a model with a llamafile: one executable that holds llama.cpp's server and (usually) the weights.
 
-A llamafile is run only when verified (its sha256 matches the catalog: the store checks it and says so with
-`verified=True`, or this module checks it against `expected_sha256`). It is an APE file that is also a valid
+A llamafile is a program, so it is run only when trusted: its sha256 is known from the catalog or pinned by
+the user (the store checks it and says so with `trusted=True`), or this module checks it against
+`expected_sha256`. A hub's ETag alone is not enough. It is an APE file that is also a valid
 shell script; where the system's binfmt handler intercepts it ("run-detectors: unable to find an
 interpreter"), or the file cannot be executed directly, it is run through `sh`, which is what its own
 documentation recommends.
@@ -9,6 +10,7 @@ documentation recommends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -18,7 +20,8 @@ from oi_local.errors import OiLocalError
 from oi_local.files import sha256_file
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
-from oi_local.serving.ports import LOOPBACK
+from oi_local.serving.logs import open_private
+from oi_local.serving.options import ServerOptions, ServerSpec
 from oi_local.serving.server import ManagedServer, ServerError, start_server
 
 RUNNER = "llamafile"
@@ -39,8 +42,13 @@ def windows_size_problem(path: Path, size_bytes: int, *, os_name: str = os.name,
     )
 
 
-def command(executable: Sequence[str], fit: Fit, *, model_id: str, host: str, port: int, api_key: str,
+# llamafile's server (its llama.cpp server.cpp) reads keys from a file, one a line: `--api-key-file FNAME`.
+KEY_FILE_FLAG = "--api-key-file"
+
+
+def command(executable: Sequence[str], fit: Fit, *, model_id: str, host: str, port: int,
             threads: int | None = None, weights: Path | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    """The server's argv, without the API key (start_server adds `--api-key-file` with a 0600 file)."""
     argv = [
         *executable,
         "--server", "--nobrowser",
@@ -48,7 +56,6 @@ def command(executable: Sequence[str], fit: Fit, *, model_id: str, host: str, po
         "--port", str(port),
         "-c", str(fit.n_ctx),
         "-ngl", str(fit.n_gpu_layers),
-        "--api-key", api_key,
         "--alias", model_id,
     ]
     if threads:
@@ -71,36 +78,23 @@ def _check_verified(path: Path, verified: bool, expected_sha256: str | None) -> 
             )
         return
     raise OiLocalError(
-        f"The llamafile {path} has not been verified (no sha256 to check it against), so it is not executed. "
-        "Verify it with `oi-local models verify ID`, or serve a file you trust with `oi-local serve PATH`."
+        f"The llamafile {path} is a program and has not been verified against a sha256 from the catalog or "
+        "pinned by you, so it is not executed. If you trust where it came from, pin it: `oi-local models verify ID --trust` shows its "
+        "sha256 and records it (ID from `oi-local models list`); or add its publisher's sha256 to the catalog entry."
     )
 
 
-def start(
-    llamafile_path: Path,
-    fit: Fit,
-    *,
-    paths: AppPaths,
-    model_id: str,
-    port: int | None = None,
-    host: str = LOOPBACK,
-    api_key: str | None = None,
-    reuse: bool = True,
-    threads: int | None = None,
-    extra_args: Sequence[str] = (),
-    verified: bool = False,
-    expected_sha256: str | None = None,
-    weights: Path | None = None,
-    progress: bool | None = None,
-    timeout: float | None = None,
-    os_name: str = os.name,
-) -> ManagedServer:
+def start(llamafile_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options: ServerOptions | None = None,
+          trusted: bool = False, verified: bool = False, expected_sha256: str | None = None,
+          weights: Path | None = None, os_name: str = os.name, **option_fields: object) -> ManagedServer:
     """Start (or reuse) a llamafile's server; returns once it answers with its key.
 
-    `verified=True` when the caller (the store) has checked the sha256; otherwise `expected_sha256` is
-    checked here, and a llamafile that cannot be verified is refused. `weights` runs the llamafile with an
-    external GGUF (`-m`), the route Windows needs for models over 4 GB.
+    `trusted=True` when the caller (the store) vouches for it (`verified=True`, its older name, the same);
+    otherwise `expected_sha256` is checked here, and a llamafile that cannot be checked is refused. `weights`
+    runs the llamafile with an external GGUF (`-m`), the route Windows needs for models over 4 GB. `options`
+    says how to serve (its fields may also be given by name).
     """
+    options = ServerOptions.of(options, **option_fields)
     path = Path(llamafile_path).expanduser()
     if not path.is_file():
         raise OiLocalError(f"The llamafile {path} does not exist. Download it again (oi-local models download ID).")
@@ -108,27 +102,26 @@ def start(
     problem = windows_size_problem(path, size, os_name=os_name, weights=weights)
     if problem:
         raise OiLocalError(problem)
-    _check_verified(path, verified, expected_sha256)
-    reuse_args = [f"threads={threads}", f"weights={weights}", *extra_args]
+    _check_verified(path, trusted or verified, expected_sha256)
 
-    def launch(executable: list[str]) -> ManagedServer:
-        def build(use_port: int, key: str) -> list[str]:
-            return command(executable, fit, model_id=model_id, host=host, port=use_port, api_key=key,
-                           threads=threads, weights=weights, extra_args=extra_args)
+    def spec(executable: list[str], log_path: Path | None = None) -> ServerSpec:
+        def build(use_port: int) -> list[str]:
+            return command(executable, fit, model_id=model_id, host=options.host, port=use_port,
+                           threads=options.threads, weights=weights, extra_args=options.extra_args)
 
-        return start_server(runner=RUNNER, build_command=build, model_path=weights or path, model_id=model_id,
-                            fit=fit, paths=paths, host=host, port=port, api_key=api_key, reuse=reuse,
-                            reuse_args=reuse_args, timeout=timeout, progress=progress)
+        return ServerSpec(runner=RUNNER, build_command=build, model_path=weights or path, model_id=model_id, fit=fit,
+                          reuse_args=(f"threads={options.threads}", f"weights={weights}", *options.extra_args),
+                          key_file_flag=KEY_FILE_FLAG, log_path=log_path)
 
     if os_name == "nt":
-        return launch([str(path)])
+        return start_server(spec([str(path)]), paths, options)
     try:
-        return launch([str(path)])
+        return start_server(spec([str(path)]), paths, options)
     except ServerError as error:
         if error.kind not in ("binfmt", "exec_failed"):
             raise
         log.warning("running %s directly failed (%s); retrying through sh", path, error.kind)
         if error.log_path is not None:
-            with open(error.log_path, "a", encoding="utf-8") as out:
-                out.write(f"# direct execution failed ({error.kind}); retrying through sh\n")
-        return launch(["sh", str(path)])
+            with contextlib.suppress(OSError), open_private(error.log_path) as out:
+                out.write(f"# direct execution failed ({error.kind}); retrying through sh\n".encode())
+        return start_server(spec(["sh", str(path)], error.log_path), paths, options)
