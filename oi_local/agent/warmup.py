@@ -76,7 +76,7 @@ def prefill(interpreter: Any) -> threading.Thread | None:
     messages = prefill_messages(interpreter)
     if not messages:
         return None
-    body = {"model": model.removeprefix("openai/"), "messages": messages, "max_tokens": 1, "temperature": 0,
+    body = {"model": model.removeprefix("openai/"), "messages": messages, "max_tokens": 1,
             "stream": False}
     if llm.stop:
         body["stop"] = list(llm.stop)
