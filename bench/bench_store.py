@@ -1,6 +1,6 @@
 """Download throughput of store.ensure() against curl, both fetching one file from the same local hub stand-in.
 
-The stand-in (tests/hub_standin.py, a Python http.server) runs in its own process and serves a ~200 MB file
+The stand-in (standins/hub_standin.py, a Python http.server) runs in its own process and serves a ~200 MB file
 of random bytes generated for this run. RUNS rounds run each way of downloading once into a fresh folder;
 the median wall time of each is reported. curl is the baseline: ratio = curl time / method time (1.0 = as fast as curl).
 """
@@ -24,7 +24,7 @@ FILE = "bench-200MB.gguf"
 
 
 def _start_standin(path: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hub_standin.py"), str(path), REPO],
+    process = subprocess.Popen([sys.executable, str(ROOT / "standins" / "hub_standin.py"), str(path), REPO],
                                stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()  # "HF_ENDPOINT=http://127.0.0.1:PORT  repo=..."
     if not line.startswith("HF_ENDPOINT="):
@@ -69,8 +69,7 @@ def resume_after_kill(tmp: Path) -> str:
     """Kill each downloader with SIGKILL half way, run it again, and count the bytes the server sent twice."""
     import signal
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from hub_standin import HubStandin
+    from standins.hub_standin import HubStandin
 
     size = 32 * 2**20
     blob = tmp / "resume.gguf"
@@ -249,7 +248,7 @@ def download_throughput() -> str:
     )
     return f"""## Model store download throughput
 
-A {SIZE // 2**20} MiB file of random bytes served by the hub stand-in (`tests/hub_standin.py`, Python
+A {SIZE // 2**20} MiB file of random bytes served by the hub stand-in (`standins/hub_standin.py`, Python
 http.server in its own process) on 127.0.0.1; {RUNS} rounds, each method once per round (interleaved, so
 load from other processes hits all alike), each into a fresh folder; median wall time shown. store.ensure includes the hub metadata request, the sha256 of every byte (checked
 against the stand-in's X-Linked-Etag), the rename into the models folder and the index update.

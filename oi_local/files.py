@@ -257,3 +257,11 @@ def format_bytes(n: int | float | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
+
+
+def nearest_existing(path: Path) -> Path:
+    """The path itself if it exists, else its nearest existing parent (where a folder would be made)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from oi_local.serving.ports import free_port
 
 TEST_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -50,12 +51,6 @@ def find_test_model() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / TEST_MODEL_FILE
     return path if path.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,13 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port, start_raw_server
+from conftest import start_raw_server
 
 from oi_local import OpenInterpreter
 from oi_local.agent.llm import Llm, TokenCounter, estimate_tokens, trim_messages
 from oi_local.endpoint import Endpoint
 from oi_local.errors import OiLocalError
+from oi_local.serving.ports import free_port
 
 
 def by_length(messages):

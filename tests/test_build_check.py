@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import standins
 
+import standins
 from oi_local.machine import llama_build, summary
 from oi_local.machine.hardware import CPU, GPU, Hardware
 
@@ -96,7 +96,7 @@ def test_hardware_command_says_the_gpu_goes_unused(tmp_path):
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_serve_says_the_gpu_goes_unused_and_puts_no_layer_on_it(tmp_path, test_model_path):
-    from conftest import free_port
+    from oi_local.serving.ports import free_port
 
     env = _env(tmp_path)
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
@@ -124,8 +124,9 @@ def test_serve_says_the_gpu_goes_unused_and_puts_no_layer_on_it(tmp_path, test_m
 @pytest.mark.tmux
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_the_explorers_first_screen_says_it_and_the_model_menu_shows_speeds(tmp_path):
-    from conftest import free_port
     from tmux_driver import Tmux
+
+    from oi_local.serving.ports import free_port
 
     env = _env(tmp_path)
     env.update({"OLLAMA_HOST": f"127.0.0.1:{free_port()}", "LMSTUDIO_API_BASE": f"http://127.0.0.1:{free_port()}/v1",

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_raw_server
+from conftest import start_raw_server
 from local_support import INTERPRETER, base_env, start_on_fixed_port
 from ollama_standin import OllamaStandin
 from tmux_driver import Tmux
+
+from oi_local.serving.ports import free_port
 
 pytestmark = [pytest.mark.tmux, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -237,7 +239,7 @@ def test_ollama_installed_not_running_is_started_then_pulls(tmp_path, env_nothin
 
     bin_dir = Path(env_nothing_running["PATH"].split(":")[1])
     fake = bin_dir / "ollama"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'ollama_standin.py'} \"$@\"\n")
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent.parent / 'standins' / 'ollama_standin.py'} \"$@\"\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     port = free_port()
     env = dict(env_nothing_running, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_STANDIN_BACKEND=llama_server.base_url,

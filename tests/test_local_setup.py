@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port
 from local_support import INTERPRETER, base_env
 
 from oi_local import local_setup
@@ -17,6 +16,7 @@ from oi_local.face import last_choice
 from oi_local.face.explorer import preselect
 from oi_local.machine.paths import app_paths
 from oi_local.providers.base import ProviderStatus
+from oi_local.serving.ports import free_port
 
 
 def run_cli(args: list[str], home, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import stat
 
 import pytest
-from conftest import free_port
 from local_support import INTERPRETER, base_env
 
 from oi_local import providers
 from oi_local.errors import OiLocalError
 from oi_local.face.local_mode import prepare_endpoint
 from oi_local.providers.base import ProviderContext
+from oi_local.serving.ports import free_port
 
 EXTERNAL = [p.name for p in providers.all_providers() if not p.builtin]
 

@@ -10,7 +10,6 @@ import pkgutil
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from oi_local import env, providers
 from oi_local.errors import OiLocalError
@@ -20,6 +19,7 @@ from oi_local.machine.paths import app_paths
 from oi_local.providers.base import Provider, ProviderContext, ProviderStatus
 from oi_local.providers.builtin import SUFFIX
 from oi_local.providers.openai_compat import OpenAIServer
+from oi_local.serving.ports import free_port
 
 FACE = Path(explorer.__file__).resolve().parent
 

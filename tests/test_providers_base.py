@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
-from conftest import free_port
 
 from oi_local.errors import OiLocalError
 from oi_local.files import format_bytes
 from oi_local.providers import base
+from oi_local.serving.ports import free_port
 
 
 def test_probe_of_a_closed_port_fails_fast_as_oserror():

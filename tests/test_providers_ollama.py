@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from ollama_standin import OllamaStandin
 
 from oi_local.errors import OiLocalError
 from oi_local.providers import ollama as provider
+from oi_local.serving.ports import free_port
 
 TESTS = Path(__file__).resolve().parent
 
@@ -61,7 +61,7 @@ def test_not_installed_shows_guidance(no_ollama_anywhere):
 
 def test_installed_not_running_offers_to_start_and_stops_it(no_ollama_anywhere, llama_server, tmp_path, monkeypatch):
     fake = no_ollama_anywhere / "ollama"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {TESTS / 'ollama_standin.py'} \"$@\"\n")
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {TESTS.parent / 'standins' / 'ollama_standin.py'} \"$@\"\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("OLLAMA_STANDIN_BACKEND", llama_server.base_url)
     monkeypatch.setenv("OLLAMA_STANDIN_KEY", llama_server.api_key)

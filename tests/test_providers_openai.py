@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import free_port, start_raw_server
+from conftest import start_raw_server
 from local_support import StaticJSONServer, start_on_fixed_port
 
 from oi_local.errors import OiLocalError
 from oi_local.providers import custom, jan, lmstudio, openai_compat
+from oi_local.serving.ports import free_port
 
 JAN_KEY = "jan-secret-key"
 

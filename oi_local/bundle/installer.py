@@ -24,7 +24,7 @@ from oi_local.bundle import ollama
 from oi_local.bundle import target as tg
 from oi_local.bundle.manifest import BundleError, Manifest
 from oi_local.errors import OiLocalError
-from oi_local.files import format_bytes, write_json_atomic
+from oi_local.files import format_bytes, nearest_existing, write_json_atomic
 
 STATE_FILE = ".oi_local-bundle.json"  # in the venv: what this installer did there, to resume after an interruption
 VENV_GROWTH = 5.0  # installed bytes per wheel byte, generously (measured 4.3 with bytecode, 3.2 without)
@@ -188,10 +188,10 @@ def space_plan(manifest: Manifest, bundle: Path, prefix: Path, ollama_root: Path
 def check_space(plan: list[tuple[str, Path, int]]) -> None:
     by_device: dict[int, list[tuple[str, Path, int]]] = {}
     for item in plan:
-        by_device.setdefault(_existing(item[1]).stat().st_dev, []).append(item)
+        by_device.setdefault(nearest_existing(item[1]).stat().st_dev, []).append(item)
     for items in by_device.values():
         needed = sum(n for _, _, n in items) + SPACE_MARGIN
-        where = _existing(items[0][1])
+        where = nearest_existing(items[0][1])
         free = shutil.disk_usage(where).free
         if needed > free:
             parts = ", ".join(f"{what} in {folder} {format_bytes(n)}" for what, folder, n in items)
@@ -202,12 +202,6 @@ def check_space(plan: list[tuple[str, Path, int]]) -> None:
                 "OI_LOCAL_HOME=DIR for the models and settings."
             )
 
-
-def _existing(path: Path) -> Path:
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 # ---- the virtual environment ----------------------------------------------------------------------------------

@@ -248,23 +248,22 @@ class _Entry:
     def fail(self, raw: _Map, key: str, prefix: str, expectation: str) -> CatalogError:
         return CatalogError(self.path, raw.line_of(key), f"{prefix}.{key}", expectation)
 
-    def text(self, raw: _Map, key: str, prefix: str, *, required: bool = True) -> str | None:
+    def given(self, raw: _Map, key: str, prefix: str, kind: str, *, required: bool) -> object:
+        """The raw value (None when absent and optional); absent and required fails with `kind` named."""
         value = raw.get(key)
-        if value is None:
-            if required:
-                raise self.fail(raw, key, prefix, "is required (text)")
-            return None
-        if not isinstance(value, str) or not value.strip():
+        if value is None and required:
+            raise self.fail(raw, key, prefix, f"is required ({kind})")
+        return value
+
+    def text(self, raw: _Map, key: str, prefix: str, *, required: bool = True) -> str | None:
+        value = self.given(raw, key, prefix, "text", required=required)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
             raise self.fail(raw, key, prefix, f"must be non-empty text, got {value!r}")
-        return value.strip()
+        return None if value is None else value.strip()
 
     def positive(self, raw: _Map, key: str, prefix: str, *, required: bool = True) -> int | None:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                raise self.fail(raw, key, prefix, "is required (a positive whole number)")
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        value = self.given(raw, key, prefix, "a positive whole number", required=required)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise self.fail(raw, key, prefix, f"must be a positive whole number, got {value!r}")
         return value
 

@@ -2,7 +2,7 @@
 
 Why not huggingface_hub's own download: from huggingface_hub 1.x, hf_hub_download writes each attempt to a
 process-unique `*.incomplete` file and never resumes it, so a download killed at 90% starts again from zero
-(checked against tests/hub_standin.py: the second run fetched every byte again, without a Range header).
+(checked against standins/hub_standin.py: the second run fetched every byte again, without a Range header).
 The store still uses huggingface_hub for everything else about the hub (URL, HF_ENDPOINT, token headers,
 metadata and its errors); only the byte transfer is done here, with `Range` on the same `.part` file.
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oi_local.errors import OiLocalError
-from oi_local.files import format_bytes
+from oi_local.files import format_bytes, nearest_existing
 from oi_local.models.catalog import CatalogEntry, Source
 from oi_local.models.index import DOWNLOADS
 
@@ -70,10 +70,7 @@ class Workspace:
 
 def free_bytes(folder: Path) -> int:
     """Free space on the filesystem that holds `folder` (or its nearest existing parent)."""
-    folder = Path(folder).absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return shutil.disk_usage(nearest_existing(folder)).free
 
 
 def needs_network(source: Source) -> bool:

@@ -6,7 +6,7 @@ object) and POST /v1/chat/completions. Chat is answered by a real llama.cpp serv
 
 In a test:  standin = OllamaStandin(backend=llama_server).start(); ...; standin.stop()
 As a program (also as a fake `ollama` executable: `ollama serve` listens on OLLAMA_HOST):
-    python tests/ollama_standin.py serve      with OLLAMA_STANDIN_BACKEND=URL [OLLAMA_STANDIN_KEY=K]
+    python standins/ollama_standin.py serve      with OLLAMA_STANDIN_BACKEND=URL [OLLAMA_STANDIN_KEY=K]
 """
 
 from __future__ import annotations

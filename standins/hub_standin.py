@@ -7,7 +7,7 @@ Unknown repos and files get 404 with the hub's `X-Error-Code` (RepoNotFound / En
 token 401. It counts requests and body bytes so tests can assert what a client fetched, can throttle
 (to make a download slow enough to kill in the middle) and can serve wrong bytes under correct headers.
 
-Run alone for manual tries: `python tests/hub_standin.py FILE [REPO]` serves FILE until Ctrl-C.
+Run alone for manual tries: `python standins/hub_standin.py FILE [REPO]` serves FILE until Ctrl-C.
 """
 
 from __future__ import annotations
