@@ -53,6 +53,65 @@ def find_test_model() -> Path | None:
     return path if path.exists() else None
 
 
+# Markers: `server` (a real llama.cpp server: the session's shared one or a test's own), `tmux` (the real
+# terminal in tmux), `slow` (seconds each: every server and tmux test, plus those marked by hand: installs,
+# builds, bundles, model-file copies). `pytest -m "not slow"` is the quick subset.
+# The hand-marked ones were found with `pytest -m "not slow" --durations=0`: whole modules that install, build
+# or bundle, and single tests of 1.4 s or more (network namespaces, real downloads from the stand-ins, model-file
+# copies and hashes, CLI subprocesses).
+SERVER_FIXTURES = {"llama_server"}
+SLOW_MARKERS = ("server", "tmux")
+SLOW_MODULES = {"test_bundle.py", "test_install.py", "test_offline.py"}
+SLOW_TESTS = {
+    "test_agent_core.py::test_litellm_is_imported_only_when_the_model_is_called_and_after_the_local_cost_map_is_set",
+    "test_agent_llm.py::test_a_hung_server_times_out_instead_of_hanging",
+    "test_agent_llm.py::test_connection_refused_is_a_clear_error_naming_the_server",
+    "test_bundle_parts.py::test_a_damaged_ollama_blob_is_never_placed",
+    "test_catalog.py::test_the_cli_uses_the_shipped_catalog_when_the_users_is_broken",
+    "test_cli.py::test_a_closed_stdout_ends_quietly",
+    "test_computer_shell.py::test_a_background_job_with_its_own_sigint_handler_survives_a_stop",
+    "test_computer_shell.py::test_a_command_waiting_for_input_is_stopped_and_explained",
+    "test_computer_shell.py::test_background_jobs_survive_a_stop",
+    "test_fit.py::test_gpu_estimate_within_10_percent_of_what_llama_cpp_allocated_on_the_h200",
+    "test_gguf_info.py::test_reads_the_test_model_like_the_gguf_package",
+    "test_local_setup.py::test_local_setup_from_python_builtin_llamacpp",
+    "test_local_setup.py::test_missing_file_path_is_a_clear_error",
+    "test_local_setup.py::test_server_not_running_gives_guidance_not_traceback",
+    "test_local_setup.py::test_unknown_catalog_model_is_a_clear_error",
+    "test_model_lookup.py::test_a_typo_gets_the_same_suggestion_everywhere",
+    "test_model_lookup.py::test_serve_refuses_an_unverified_llamafile_as_local_mode_does",
+    "test_model_lookup.py::test_serve_takes_an_imported_model_by_its_id",
+    "test_models_cmd.py::test_download_through_a_user_catalog_entry_from_the_hub_standin",
+    "test_models_cmd.py::test_import_list_verify_delete_as_json",
+    "test_models_cmd.py::test_list_all_shows_every_catalog_model_with_its_fit",
+    "test_providers_openai.py::test_lmstudio_running_lists_and_prepares",
+    "test_speed.py::test_gpu_decode_estimate_against_the_issues_h200_runs",
+    "test_speed.py::test_the_host_bandwidth_is_measured_once_and_cached_per_machine",
+    "test_store_faults.py::test_a_failing_hub_is_one_paragraph_with_what_to_do",
+    "test_store_faults.py::test_a_hub_that_never_answers_times_out_into_one_paragraph",
+    "test_store_faults.py::test_downloads_in_a_network_namespace_without_network_are_one_paragraph",
+    "test_store_faults.py::test_interpreter_local_with_an_unreachable_hub_is_one_paragraph",
+    "test_store_faults.py::test_offline_flag_with_a_model_not_on_disk_makes_no_lookup_and_says_what_to_do",
+    "test_store_faults.py::test_offline_true_in_a_profile_makes_no_lookup",
+    "test_store_trust.py::test_a_changed_ctime_or_inode_means_hash_again",
+    "test_store_trust.py::test_a_llamafile_trusted_on_the_hubs_etag_alone_is_not_run_until_the_user_pins_it",
+    "test_store_trust.py::test_a_plain_http_source_without_a_catalog_sha256_is_refused_before_any_byte",
+    "test_store_trust.py::test_import_copy_clones_or_copies_and_link_only_a_read_only_file",
+    "test_store_trust.py::test_serve_verify_hashes_in_full_and_fetches_a_bad_file_again",
+    "test_store_trust.py::test_the_builtin_provider_hands_the_trust_verdict_to_the_runner",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        test = f"{module}::{item.originalname}" if hasattr(item, "originalname") else item.nodeid
+        if module in SLOW_MODULES or test in SLOW_TESTS or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def test_model_path() -> Path:
     path = find_test_model()
