@@ -98,6 +98,16 @@ def test_rich_display_shows_panels_with_code_and_output():
     assert "The answer is 42." in text
 
 
+def test_rich_display_off_a_terminal_ends_every_block_with_its_own_line():
+    """Piped into a file, the answer starts on a line of its own under the output panel, and the text ends."""
+    out = io.StringIO()
+    render(RecordedTurn(), "what is 6*7?", display=RichDisplay(out), read=answers("y"))
+    text = out.getvalue()
+    before_answer = text[:text.index("The answer is 42.")]
+    assert before_answer.endswith("\n"), repr(before_answer[-40:])
+    assert text.endswith("\n"), repr(text[-40:])
+
+
 def test_rich_display_marks_the_active_line():
     display = RichDisplay(io.StringIO())
     display.console.width = 60

@@ -235,6 +235,8 @@ class RichDisplay:
                 self.view.active_line = None
                 self.live.update(self.view, refresh=True)
             self.live.stop()
+            if not self.console.is_terminal:
+                self.console.line()  # off a terminal, rich leaves the last line of a live block unended
         self.live = None
         self.kind = None
 
