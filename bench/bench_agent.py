@@ -163,6 +163,10 @@ HARNESSES = [
     Harness("oi-baseline", "oi-baseline", preload=False, note="Open Interpreter's own prompt, nothing else"),
     Harness("before", "example-turns", preload=False, note="the local default before issue 10"),
     Harness("preload", "example-turns", note="+ the everyday modules in the kernel"),
+    Harness("turns+repairs-2", "example-turns", max_repairs=2, check_files=True,
+            note="preload, at most 2 repair requests after the failed code in the conversation, files checked"),
+    Harness("turns+restart-2", "example-turns", max_repairs=2, check_files=True, restart=True,
+            note="preload, at most 2 repairs restating the task with the error, files checked"),
     Harness("chosen", "chosen-examples", note="+ preload, the two worked examples of a pool closest to the task"),
     Harness("chosen+grammar", "chosen-examples", first_grammar=("python", "shell"),
             note="chosen, the first reply constrained to one python or shell block (GBNF grammar)"),
@@ -280,6 +284,12 @@ def harness_settings(harness: Harness) -> dict:
             "first_reply_grammar": harness.first_grammar}
 
 
+def is_local_default(harness: Harness) -> bool:
+    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_HARNESS
+
+    return harness.prompt == LOCAL_DEFAULT.name and harness.preload and harness_settings(harness) == LOCAL_HARNESS
+
+
 def score(results: dict[str, TaskResult]) -> tuple[int, int, int]:
     """(whole loop, right output, answered)."""
     values = results.values()
@@ -292,8 +302,6 @@ def cell(result: TaskResult) -> str:
 
 
 def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[str, TaskResult]]]) -> str:
-    from oi_local.agent.templates import LOCAL_DEFAULT, LOCAL_HARNESS
-
     n = len(tasks)
     lines = [f"#### {title} ({n} tasks)", "",
              "| harness | whole loop (right output and answered with it) | right output | answered with it | "
@@ -308,8 +316,7 @@ def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[s
         figures = " / ".join(f"{score(r)[0]}" for r in rounds)
         identical = all([(x.ran, x.answered, x.last) for x in r.values()] == [(x.ran, x.answered, x.last) for x in first.values()]
                         for r in rounds[1:])
-        default = harness.prompt == LOCAL_DEFAULT.name and harness.preload and harness_settings(harness) == LOCAL_HARNESS
-        mark = " (local default)" if default else ""
+        mark = " (local default)" if is_local_default(harness) else ""
         lines.append(
             f"| {harness.name}{mark} | {both}/{n} (runs: {figures}) | {ran}/{n} | {answered}/{n} | "
             f"{sum(r.replies for r in first.values())} | {sum(r.seconds for r in first.values()):.0f} | "
@@ -320,7 +327,7 @@ def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[s
               "| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for task in tasks:
         lines.append(f"| {task.name} ({task.kind}) | " + " | ".join(cell(runs[n][0][task.name]) for n in names) + " |")
-    default_name = next((h.name for h in HARNESSES if h.name in runs and h.check_files), names[-1])
+    default_name = next((h.name for h in HARNESSES if h.name in runs and is_local_default(h)), names[-1])
     lines += ["", f"The model's last message per task ({default_name}, first run):", ""]
     lines += [f"- {task.name}: {runs[default_name][0][task.name].last!r}" for task in tasks]
     return "\n".join(lines)

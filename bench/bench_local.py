@@ -10,7 +10,6 @@ import itertools
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,9 @@ _SESSIONS = itertools.count()
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from oi_local.serving.ports import free_port
+
+    return free_port()
 
 
 def _tmux_time_to(text: str, command: str, env: dict[str, str], timeout: float = 30.0) -> float:
@@ -119,6 +118,7 @@ def _first_token(api_base: str, model: str, api_key: str | None, messages: list[
 def raw_start_and_first_token(model_path: Path) -> float:
     import httpx
 
+
     port = _free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -185,12 +185,15 @@ def raw_server_start(model_path: Path) -> float:
     """Spawn → the first 200 from /v1/models, for the raw server with the product's n_ctx and threads."""
     import httpx
 
+    from oi_local.env import llama_server_env
+
     port = _free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
         [PYTHON, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "8192", "--logits_all", "False"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=llama_server_env(),  # the environment oi_local's runner gives its server (OMP_WAIT_POLICY)
     )
     try:
         while True:
@@ -209,14 +212,21 @@ def raw_server_start(model_path: Path) -> float:
 
 def one_shot(home: Path) -> tuple[float, float, str]:
     """The README's first command, model on disk: (wall seconds, the model's seconds in it, its last line)."""
-    log = home / "logs" / "llamacpp-smollm2-135m.log"
-    start = log.stat().st_size if log.exists() else 0
+    def server_logs() -> dict[Path, int]:  # each server writes a log of its own: llamacpp-smollm2-135m-<time>.log
+        return {path: path.stat().st_size for path in (home / "logs").glob("llamacpp-smollm2-135m*.log")}
+
+    before = server_logs()
     env = dict(os.environ, OI_LOCAL_HOME=str(home), TERM="dumb", COLUMNS="100")
     started = time.perf_counter()
     done = subprocess.run([INTERPRETER, *ONE_SHOT], capture_output=True, text=True, env=env, cwd=home, timeout=300)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"the one-shot command failed: {done.stderr[-500:]}")
+    grown = [path for path, size in server_logs().items() if size != before.get(path)]
+    if not grown:
+        raise RuntimeError(f"the one-shot command wrote no server log in {home / 'logs'}")
+    log = max(grown, key=lambda path: path.stat().st_mtime)
+    start = before.get(log, 0)
     lines = [line.strip(" │╭╮╰╯─") for line in done.stdout.splitlines() if line.strip(" │╭╮╰╯─")]
     return wall, model_seconds(log, start), lines[-1] if lines else ""
 

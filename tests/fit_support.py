@@ -1,4 +1,4 @@
-"""Measuring what a real llama.cpp server holds, for tests/test_fit.py and bench/bench_fit.py.
+"""Measuring what a real llama.cpp server holds, for tests/test_fit.py and tests/test_memory.py.
 
 The server is started the way the memory estimate assumes (llama-cpp-python's server with logits_all off;
 everything else at its defaults), then fed one prompt that fills most of its context window: only then
@@ -8,19 +8,14 @@ is the process's peak resident set (VmHWM), which includes the memory-mapped wei
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
+import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
-
-from oi_local.serving.ports import free_port
-from oi_local.serving.server import stop_process_tree
+from raw_llama import peak_rss, server
 
 
 @dataclass(frozen=True)
@@ -33,58 +28,17 @@ class Measured:
     fill_seconds: float
 
 
-def _peak_rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return psutil.Process(pid).memory_info().rss
-
-
-@contextlib.contextmanager
-def running_server(model_path: Path, n_ctx: int, *, extra: tuple[str, ...] = (), log_path: Path | None = None,
-                   timeout: float = 120.0) -> Iterator[tuple[subprocess.Popen, str]]:
-    """llama.cpp's server started as the runner starts it (n_ctx, logits_all off), until it answers /v1/models;
-    yields (process, base URL); stopped (its whole process tree) afterwards. Its log goes to `log_path`."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "False", *extra,
-    ]
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited with {process.returncode}: {' '.join(cmd)}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp server did not become healthy in {timeout:.0f} s")
-            time.sleep(0.1)
-        yield process, base
-    finally:
-        stop_process_tree(process.pid, grace=10, popen=process)
-        if log_path:
-            log.close()
-
-
 def server_log(model_path: Path, n_ctx: int, log_path: Path, *, extra: tuple[str, ...] = ()) -> str:
     """The log of llama.cpp's server after it loaded the model and made its context (its buffer sizes)."""
-    with running_server(model_path, n_ctx, extra=extra, log_path=log_path):
+    with server(model_path, n_ctx, log_path, extra=extra) as started:
         pass
-    return log_path.read_text(errors="replace")
+    return started.log()
 
 
 def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0) -> Measured:
-    with running_server(model_path, n_ctx) as (process, base):
+    with tempfile.TemporaryDirectory(prefix="oi-fit-") as folder, \
+            server(model_path, n_ctx, Path(folder) / "server.log", timeout=timeout) as started:
+        process, base = started.process, started.base
         proc = psutil.Process(process.pid)
         after_load = proc.memory_info().rss
         small = httpx.post(f"{base}/chat/completions", timeout=timeout,
@@ -102,7 +56,7 @@ def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: 
             n_ctx=n_ctx,
             rss_after_load=after_load,
             rss_after_small=after_small,
-            peak_after_fill=_peak_rss(process.pid),
+            peak_after_fill=peak_rss(process.pid),
             prompt_tokens=int(reply.json()["usage"]["prompt_tokens"]),
             fill_seconds=seconds,
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from bundle_support import make_ollama_store
 from local_support import ROOT
+from namespace_support import can_unshare, loopback_only
 
 VENV_BIN = ROOT / ".venv" / "bin"
 OI_LOCAL = VENV_BIN / "oi-local"
@@ -38,21 +39,9 @@ pytestmark = pytest.mark.skipif(not OI_LOCAL.exists(), reason="oi-local is not i
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
 
-def can_unshare() -> str | None:
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        return "unshare or ip is not installed"
-    probe = subprocess.run(["unshare", "-n", "--", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace here: {probe.stderr.strip()}"
-    return None
-
-
 def in_namespace(command: list[str]) -> list[str]:
     """The command inside a new network namespace whose only interface is lo (when this machine allows it)."""
-    if can_unshare() is not None:
-        return command
-    inner = " ".join(f"'{part}'" for part in command)
-    return ["unshare", "-n", "--", "sh", "-c", f"ip link set lo up && exec {inner}"]
+    return command if can_unshare() is not None else loopback_only(command)
 
 
 def target_env(home: Path, **extra: str) -> dict[str, str]:

@@ -6,12 +6,12 @@ llama.cpp server included). Proven twice: with an audit hook, and inside a netwo
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from local_support import INTERPRETER, base_env
+from namespace_support import can_unshare, loopback_only
 
 AUDIT_DIR = Path(__file__).resolve().parent / "offline_audit"
 TASK = "Reply with one word: hello"
@@ -84,23 +84,13 @@ def test_the_audit_hook_can_fail(tmp_path):
     assert [(a["event"], a["host"]) for a in attempts] == [("socket.getaddrinfo", "example.com"), ("socket.connect", "192.0.2.1")]
 
 
-def _can_unshare() -> str | None:
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        return "unshare or ip is not installed"
-    probe = subprocess.run(["unshare", "-n", "--", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace here: {probe.stderr.strip()}"
-    return None
-
-
 def test_runs_in_a_network_namespace_with_only_loopback(home_with_model, tmp_path):
-    reason = _can_unshare()
+    reason = can_unshare()
     if reason:
         pytest.skip(reason)
     audit_file = tmp_path / "audit.jsonl"
-    inner = " ".join(f"'{part}'" for part in command())
     result = subprocess.run(
-        ["unshare", "-n", "--", "sh", "-c", f"ip link set lo up && exec {inner}"],
+        loopback_only(command()),
         env=audited_env(home_with_model, audit_file), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240,
     )
     assert_clean_run(result, audit_file)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from hub_standin import HubStandin
-from test_offline import _can_unshare as can_unshare
+from namespace_support import LOOPBACK_ONLY, can_unshare
 
 from oi_local.errors import OiLocalError
 
@@ -160,7 +160,7 @@ def test_downloads_in_a_network_namespace_without_network_are_one_paragraph(tmp_
         pytest.skip(reason)
     home = tmp_path / "home"
     write_user_catalog(home, 1000)
-    wrap = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
+    wrap = LOOPBACK_ONLY
     env = {"HF_ENDPOINT": "https://huggingface.co"}  # the real default: needs DNS, which is not there
     done = run_cli(home, "models", "download", HUB_MODEL, env=env, wrap=wrap)
     assert_one_paragraph(done, "cannot reach https://huggingface.co", "could not be looked up")
