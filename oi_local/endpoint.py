@@ -47,3 +47,10 @@ class Endpoint:
         if self.provider == "ollama":
             return f"ollama_chat/{self.model_id}"
         return f"openai/{self.model_id}"
+
+
+def server_root(api_base: str) -> str:
+    """http://host:port/v1 -> http://host:port (where llama.cpp servers keep /props and their tokenize routes)."""
+    parts = urlsplit(api_base.rstrip("/"))
+    path = parts.path[: -len("/v1")] if parts.path.endswith("/v1") else parts.path
+    return f"{parts.scheme}://{parts.netloc}{path}"

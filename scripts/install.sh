@@ -238,7 +238,6 @@ show_progress() {
 }
 
 if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  wheel_dir="$wheels_root/${LLAMA_CPP_VERSION}-${backend}-${key}"
   estimate=$(estimate_seconds)
   load_before=$(load_now)
   say "building llama-cpp-python $LLAMA_CPP_VERSION ($backend): about $(human "$estimate") on this machine ($jobs jobs, load $load_before); cached afterwards in $wheel_dir"

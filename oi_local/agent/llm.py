@@ -11,11 +11,10 @@ import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from oi_local import settings as declared
 from oi_local.agent.templates import DEFAULT_EXECUTION_INSTRUCTIONS  # noqa: F401 (its old home)
-from oi_local.endpoint import is_local_url
+from oi_local.endpoint import is_local_url, server_root
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
@@ -43,15 +42,6 @@ def message_text(message: dict) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
-def server_root(api_base: str) -> str:
-    """http://host:port/v1 -> http://host:port (where llama.cpp servers keep their tokenize routes)."""
-    parts = urlsplit(api_base.rstrip("/"))
-    path = parts.path
-    if path.endswith("/v1"):
-        path = path[: -len("/v1")]
-    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 class TokenCounter:
@@ -391,12 +381,7 @@ class Llm:
         if self.is_local:
             return 0.0
         try:
-            from oi_local.env import apply_offline
-
-            apply_offline()
-            import litellm
-
-            prompt, completion = litellm.cost_per_token(
+            prompt, completion = import_litellm().cost_per_token(
                 model=self.model,
                 prompt_tokens=self.last_prompt_tokens,
                 completion_tokens=math.ceil(self.last_completion_chars / 4),

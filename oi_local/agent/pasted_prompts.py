@@ -24,10 +24,6 @@ class PromptStripper:
         self.line = ""
         self.newlines = ""
 
-    @property
-    def active(self) -> bool:
-        return bool(self.starts)
-
     def feed(self, text: str) -> str:
         if not self.starts:
             return text

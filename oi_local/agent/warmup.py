@@ -9,6 +9,7 @@ servers keep the evaluated prompt, so the first request only reads the user's ta
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections.abc import Sequence
@@ -17,17 +18,13 @@ from typing import Any
 from oi_local.env import TIMEOUTS
 
 
-def import_llm_client() -> None:
-    """litellm, imported the way the default completions function needs it (offline, no telemetry)."""
+def _import_all(modules: Sequence[str]) -> None:
+    """litellm the way the default completions function imports it (offline, no telemetry), then `modules`."""
     from oi_local.agent.llm import import_litellm
 
-    import_litellm()
-
-
-def _import_all(modules: Sequence[str]) -> None:
-    for name in ("litellm", *modules):
+    for load in (import_litellm, *(functools.partial(importlib.import_module, name) for name in modules)):
         try:
-            import_llm_client() if name == "litellm" else importlib.import_module(name)
+            load()
         except Exception:  # the real use reports a missing or broken module; a warm-up never fails
             pass
 

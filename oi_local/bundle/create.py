@@ -16,7 +16,7 @@ from oi_local.bundle import manifest as mf
 from oi_local.bundle import target as tg
 from oi_local.bundle.manifest import BundleError, FileRecord, Manifest, ModelRecord, OllamaRecord, WheelRecord
 from oi_local.bundle.pip_target import WheelTarget
-from oi_local.files import format_bytes, sha256_file
+from oi_local.files import format_bytes, nearest_existing, sha256_file
 from oi_local.machine.paths import AppPaths
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # oi_local/
@@ -286,7 +286,7 @@ def _write(writer: archive.BundleWriter, member: _Member, on_bytes: Callable[[in
 
 
 def _check_space(output: Path, payload: int) -> None:
-    folder = output.parent if output.parent.exists() else Path.cwd()
+    folder = nearest_existing(output.parent)
     free = shutil.disk_usage(folder).free
     needed = int(payload * OVERHEAD_ALLOWANCE)
     if needed > free:

@@ -47,7 +47,6 @@ def default_prefix(environ: dict[str, str] | None = None) -> Path:
 
 def app_data_dir(environ: dict[str, str] | None = None) -> Path:
     """oi_local's data folder as platformdirs names it (this runs before platformdirs is installed)."""
-    environ = os.environ if environ is None else environ
     home = env.get(env.OI_LOCAL_HOME, environ)
     if home:
         return Path(home).expanduser()
@@ -58,9 +57,7 @@ def app_data_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 def models_dir(environ: dict[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    home = env.get(env.OI_LOCAL_HOME, environ)
-    return Path(home).expanduser() / "models" if home else app_data_dir(environ) / "models"
+    return app_data_dir(environ) / "models"
 
 
 USAGE = """usage: install.sh [--prefix DIR] [--no-self-check] [--check] [--ollama-models DIR]
@@ -131,7 +128,7 @@ def install(options: InstallOptions) -> None:
     from oi_local.bundle.verify import verify_dir
 
     say(f"checking {len(manifest.files)} files ({format_bytes(manifest.payload_bytes)}) against the manifest")
-    report = verify_dir(bundle)
+    report = verify_dir(bundle, manifest=manifest)
     if not report.installable:
         raise report.refusal()
     for difference in report.differences:
@@ -275,16 +272,20 @@ def install_wheels(python: Path, prefix: Path, manifest: Manifest, bundle: Path)
     write_state(prefix, wheels="done", bundle=manifest.created)
 
 
+def child_environment() -> dict[str, str]:
+    """Our environment for a program of the new venv: no PYTHONPATH or PYTHONHOME of this installer's run."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def pip_environment() -> dict[str, str]:
     """No pip setting of this machine (config files, PIP_* variables) may add an index or a link."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k not in ("PYTHONPATH", "PYTHONHOME")}
+    environment = {k: v for k, v in child_environment().items() if not k.startswith("PIP_")}
     environment["PIP_CONFIG_FILE"] = os.devnull
     return environment
 
 
 def run_in_venv(prefix: Path, arguments: list[str]) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    return subprocess.run([str(venv_python(prefix)), *arguments], env=environment)
+    return subprocess.run([str(venv_python(prefix)), *arguments], env=child_environment())
 
 
 def _python_version(python: Path) -> str | None:
@@ -328,8 +329,7 @@ def self_check(prefix: Path, manifest: Manifest) -> None:
     arguments = [str(prefix / "bin" / "oi-local"), "bundle", "self-check"] + ([first.id] if first else [])
     say("self-check: " + (f"starting the server on {first.id} and asking it for one reply" if first
                           else "loading llama.cpp (the bundle has no models)"))
-    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    result = subprocess.run(arguments, env=environment)
+    result = subprocess.run(arguments, env=child_environment())
     if result.returncode != 0:
         raise BundleError(
             f"The self-check failed (exit {result.returncode}; its message is above). oi_local is installed in "

@@ -76,9 +76,6 @@ class Manifest:
     files: tuple[FileRecord, ...]
     notes: tuple[str, ...] = field(default=())
 
-    def file(self, path: str) -> FileRecord | None:
-        return next((f for f in self.files if f.path == path), None)
-
     @property
     def payload_bytes(self) -> int:
         return sum(f.size for f in self.files)

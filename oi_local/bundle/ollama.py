@@ -15,12 +15,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from oi_local import env
 from oi_local.bundle.manifest import BundleError
+from oi_local.files import sha256_file, write_atomic
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -149,8 +149,7 @@ class Placed:
     manifest: str  # "written", "unchanged", "kept" (the target has another model by that name: left as it is)
 
 
-def place(root: Path, name: OllamaName, manifest: bytes, sources: dict[str, Path], *,
-          on_bytes: Callable[[int], None] | None = None) -> Placed:
+def place(root: Path, name: OllamaName, manifest: bytes, sources: dict[str, Path]) -> Placed:
     """Copy the blobs in (each checked against its digest), then the manifest, so Ollama never sees half a model.
 
     A blob already there with the right content is kept; the manifest is written last, atomically. A manifest
@@ -163,22 +162,21 @@ def place(root: Path, name: OllamaName, manifest: bytes, sources: dict[str, Path
         target = blob_path(root, blob)
         for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by an interrupted run
             stale.unlink(missing_ok=True)
-        if target.is_file() and target.stat().st_size == blob.size and _sha256(target) == blob.hex:
+        if target.is_file() and target.stat().st_size == blob.size and sha256_file(target).hexdigest() == blob.hex:
             present += 1
             continue
-        _copy_checked(sources[blob.digest], target, blob, on_bytes=on_bytes)
+        _copy_checked(sources[blob.digest], target, blob)
         copied += 1
     manifest_file = root / name.manifest_path
     if manifest_file.is_file():
         if manifest_file.read_bytes() == manifest:
             return Placed(str(name), copied, present, "unchanged")
         return Placed(str(name), copied, present, "kept")
-    manifest_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(manifest_file, manifest)
+    write_atomic(manifest_file, manifest, mode=0o644)
     return Placed(str(name), copied, present, "written")
 
 
-def _copy_checked(source: Path, target: Path, blob: Blob, *, on_bytes: Callable[[int], None] | None) -> None:
+def _copy_checked(source: Path, target: Path, blob: Blob) -> None:
     digest = hashlib.sha256()
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
@@ -186,8 +184,6 @@ def _copy_checked(source: Path, target: Path, blob: Blob, *, on_bytes: Callable[
             while block := src.read(1 << 20):
                 digest.update(block)
                 out.write(block)
-                if on_bytes:
-                    on_bytes(len(block))
         if digest.hexdigest() != blob.hex:
             raise BundleError(f"The Ollama blob {source} does not match its digest {blob.digest}; it was not "
                               "placed. The bundle is damaged: copy it again.")
@@ -197,15 +193,3 @@ def _copy_checked(source: Path, target: Path, blob: Blob, *, on_bytes: Callable[
     finally:
         if temp is not None:
             Path(temp).unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    from oi_local.files import write_atomic
-
-    write_atomic(path, data, mode=0o644)
-
-
-def _sha256(path: Path) -> str:
-    from oi_local.files import sha256_file
-
-    return sha256_file(path).hexdigest()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from oi_local.bundle import manifest as mf
 from oi_local.bundle.manifest import BundleError, Manifest
+from oi_local.files import sha256_file
 
 BLOCK = 1 << 20
 # files a desktop or an archive tool may add beside the bundle's own; never fed to pip (only wheels/ is)
@@ -79,9 +80,9 @@ def verify(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> Repo
                       "unpacks into (oi_local-bundle/).")
 
 
-def verify_dir(root: Path, *, on_bytes: Callable[[int], None] | None = None) -> Report:
+def verify_dir(root: Path, *, on_bytes: Callable[[int], None] | None = None, manifest: Manifest | None = None) -> Report:
     root = Path(root)
-    manifest = mf.load(root)
+    manifest = manifest or mf.load(root)
     expected = {f.path: f for f in manifest.files}
     differences: list[Difference] = []
     seen: set[str] = set()
@@ -106,7 +107,7 @@ def verify_dir(root: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
             if size != record.size:
                 differences.append(Difference(rel, f"size {size:,} bytes instead of {record.size:,}"))
                 continue
-            if _sha256(full, on_bytes) != record.sha256:
+            if sha256_file(full, on_bytes=on_bytes).hexdigest() != record.sha256:
                 differences.append(Difference(rel, "sha256 differs"))
             checked += 1
             total += size
@@ -199,9 +200,3 @@ def _strip_root(name: str) -> str | None:
 def _ordered(differences: list[Difference], expected: dict) -> list[Difference]:
     order = {p: i for i, p in enumerate(expected)}
     return sorted(differences, key=lambda d: (order.get(d.path, len(order)), d.path))
-
-
-def _sha256(path: Path, on_bytes: Callable[[int], None] | None) -> str:
-    from oi_local.files import sha256_file
-
-    return sha256_file(path, on_bytes=on_bytes).hexdigest()

@@ -362,12 +362,6 @@ def _readable_wheel(path: Path) -> bool:
         return False
 
 
-def _installed_version(name: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(name)
-
-
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())

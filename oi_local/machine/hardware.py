@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from oi_local.env import TIMEOUTS
+from oi_local.files import nearest_existing
 
 TOOL_TIMEOUT = TIMEOUTS.hardware_tool
 MIB = 1024 * 1024
@@ -158,9 +159,7 @@ def _free_disk(models_dir: Path | None, problems: list[str]) -> tuple[int | None
         except Exception as error:
             problems.append(f"free disk unknown: no models folder ({error})")
             return None, None
-    path = Path(models_dir).expanduser().absolute()
-    while not path.exists() and path != path.parent:  # the folder may not exist yet: measure where it will be
-        path = path.parent
+    path = nearest_existing(Path(models_dir).expanduser())  # the folder may not exist yet: where it will be
     try:
         import psutil
 

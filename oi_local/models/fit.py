@@ -35,7 +35,7 @@ from oi_local.machine import speed
 from oi_local.machine.hardware import GPU, Hardware
 from oi_local.models import memory
 from oi_local.models.catalog import Architecture, CatalogEntry
-from oi_local.models.memory import Allocation, Layout
+from oi_local.models.memory import Layout
 
 MIB = 1024 * 1024
 GB = 1000**3
@@ -102,11 +102,12 @@ def kv_cache_bytes(arch: Architecture, n_ctx: int, kv_bytes_per_element: float =
     return int(2 * arch.block_count * n_ctx * arch.kv_heads * arch.head_dim * kv_bytes_per_element)
 
 
-def compute_bytes(arch: Architecture, n_ctx: int, *, on_gpu: bool = False, vocab_size: int | None = None,
-                  n_ff: int | None = None, flash_attn: bool = False) -> int:
-    """The compute scratch: what a CPU run touches (module docstring), or llama.cpp's reserved GPU buffer."""
+def compute_bytes(arch: Architecture, n_ctx: int, *, vocab_size: int | None = None, n_ff: int | None = None,
+                  flash_attn: bool = False) -> int:
+    """The compute scratch of a CPU run: what it touches (module docstring), or with flash attention llama.cpp's
+    reserved buffer."""
     vocab = vocab_size or getattr(arch, "vocab_size", None) or DEFAULT_VOCAB
-    if on_gpu or flash_attn:
+    if flash_attn:
         return memory.compute_buffer(arch, n_ctx, vocab=vocab, flash_attn=flash_attn,
                                      n_ff=memory.ffn_width(arch, None, n_ff))
     ubatch = min(N_UBATCH, n_ctx)
@@ -163,7 +164,6 @@ def _gpu_memory(gpu: GPU, ram: int | None) -> int:
 class _Estimate:
     ctx: int
     layers_on_gpu: int
-    alloc: Allocation
     host: int  # RAM needed, margin included
     gpu: int  # GPU memory needed, driver context and share included
     margin: int
@@ -204,21 +204,21 @@ def fit_model(
 
     def estimate(ctx: int, gpu_layers: int) -> _Estimate:
         extra = (ctx + N_UBATCH) * vocab * 4 if logits_all else 0
-        alloc = memory.allocate(arch, layout, ctx, gpu_layers, vocab=vocab, n_ff=n_ff, flash_attn=flash_attn,
-                                kv_type=kv_type)
         kv = kv_cache_bytes(arch, ctx, per_element)
         if gpu_layers == 0:
             compute = compute_bytes(arch, ctx, vocab_size=vocab, n_ff=n_ff, flash_attn=flash_attn) + extra
             subtotal = layout.total + kv + compute + RUNTIME_OVERHEAD
             margin = int(subtotal * MARGIN)
-            return _Estimate(ctx, 0, alloc, subtotal + margin, 0, margin, RUNTIME_OVERHEAD, kv, compute)
+            return _Estimate(ctx, 0, subtotal + margin, 0, margin, RUNTIME_OVERHEAD, kv, compute)
+        alloc = memory.allocate(arch, layout, ctx, gpu_layers, vocab=vocab, n_ff=n_ff, flash_attn=flash_attn,
+                                kv_type=kv_type)
         runtime = RUNTIME_OVERHEAD + (0 if budget.unified else GPU_HOST_RUNTIME)
         host_sub = alloc.host + extra + runtime
         host_margin = int(host_sub * MARGIN)
         share = int(alloc.gpu * GPU_SHARE)
         context = budget.context
         gpu = alloc.gpu + share + context
-        return _Estimate(ctx, gpu_layers, alloc, host_sub + host_margin, gpu, host_margin + share,
+        return _Estimate(ctx, gpu_layers, host_sub + host_margin, gpu, host_margin + share,
                          runtime + context, kv, alloc.gpu_compute + alloc.host_compute + extra)
 
     def rate(e: _Estimate) -> float | None:
@@ -232,10 +232,7 @@ def fit_model(
                                        gpu_layers=on_gpu, bandwidth=bandwidth)
 
     def make(e: _Estimate, fits: bool, reason: str, device: str) -> Fit:
-        if device in ("cpu", "unified"):
-            available = budget.ram if device == "cpu" else budget.vram
-        else:
-            available = budget.vram if device == "gpu" else budget.ram
+        available = budget.vram if device in ("gpu", "unified") else budget.ram
         total = e.host + e.gpu
         return Fit(
             fits=fits, n_ctx=e.ctx, n_gpu_layers=e.layers_on_gpu, max_tokens=max_tokens_for(e.ctx),

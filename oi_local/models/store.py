@@ -172,11 +172,11 @@ class ModelStore:
 
         offline = self.offline
         work = self._work(progress)
-        local_first = sorted(entry.sources, key=needs_network)
+        local_first = sorted(((needs_network(source), source) for source in entry.sources), key=lambda pair: pair[0])
         problems: list[str] = []
         advice: list[str] = []
-        for source in local_first:
-            if offline and needs_network(source):
+        for remote, source in local_first:
+            if offline and remote:
                 problems.append(f"{source.kind}: skipped, offline")
                 continue
             try:

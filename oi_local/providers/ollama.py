@@ -330,8 +330,5 @@ class Ollama(Provider):
         paths = ctx.paths or app_paths()
         return start_server(log_path=paths.logs / "ollama-serve.log", api_base=ctx.api_base)
 
-    def not_running_error(self, url: str) -> str:
-        return not_running_error(host_url(url), program())
-
 
 PROVIDER = Ollama()

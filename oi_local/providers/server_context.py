@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from oi_local.endpoint import server_root
 from oi_local.env import TIMEOUTS
 from oi_local.providers.base import http_json
 
@@ -34,13 +35,6 @@ class ServerContext:
     context_window: int
     max_tokens: int | None  # when the server also says how long an answer may be
     source: str  # where the numbers came from, for the start line
-
-
-def server_root(api_base: str) -> str:
-    """http://host:port/v1 -> http://host:port."""
-    parts = urlsplit(api_base.rstrip("/"))
-    path = parts.path[: -len("/v1")] if parts.path.endswith("/v1") else parts.path
-    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 def _number(value: object) -> int | None:

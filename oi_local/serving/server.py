@@ -60,14 +60,13 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def models_status(host: str, port: int, api_key: str | None, timeout: float = TIMEOUTS.health_request) -> int | None:
-    """HTTP status of GET /v1/models with the key, or None when nothing answers."""
+def _http_status(host: str, port: int, path: str, api_key: str | None, timeout: float) -> int | None:
+    """HTTP status of GET `path` (with the key as a bearer token), or None when nothing answers."""
     import http.client
 
     conn = http.client.HTTPConnection(_url_host(host).strip("[]"), port, timeout=timeout)
     try:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        conn.request("GET", "/v1/models", headers=headers)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -77,21 +76,16 @@ def models_status(host: str, port: int, api_key: str | None, timeout: float = TI
         conn.close()
 
 
+def models_status(host: str, port: int, api_key: str | None, timeout: float = TIMEOUTS.health_request) -> int | None:
+    """HTTP status of GET /v1/models with the key, or None when nothing answers."""
+    return _http_status(host, port, "/v1/models", api_key, timeout)
+
+
 def answers_http(host: str, port: int, timeout: float = TIMEOUTS.health_request) -> bool:
     """Something speaks HTTP on host:port (GET / gets any status). llama-cpp-python's server answers /v1/models
     only between generations (the route waits for the model), but its other routes at once: a server busy
     with another user's reply is alive."""
-    import http.client
-
-    conn = http.client.HTTPConnection(_url_host(host).strip("[]"), port, timeout=timeout)
-    try:
-        conn.request("GET", "/")
-        conn.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return _http_status(host, port, "/", None, timeout) is not None
 
 
 def _endpoint(record: ServerRecord, spec: ServerSpec) -> Endpoint:

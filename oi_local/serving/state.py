@@ -200,7 +200,8 @@ class ServerState:
 
     def add(self, record: ServerRecord) -> None:
         with self._locked():
-            records = [r for r in self._read() if record_is_live(r) and r.pid != record.pid
+            # (records written before their server starts all have pid 0: that says nothing about being the same)
+            records = [r for r in self._read() if record_is_live(r) and not (record.pid and r.pid == record.pid)
                        and (not record.id or r.id != record.id)]
             records.append(record)
             self._write(records)
@@ -252,13 +253,6 @@ class ServerState:
                 return False
             self._write([r for r in records if r is not found])
             return True
-
-    def remove(self, pid: int) -> None:
-        with self._locked():
-            records = self._read()
-            kept = [r for r in records if r.pid != pid and record_is_live(r)]
-            if len(kept) != len(records):
-                self._write(kept)
 
     def remove_id(self, record_id: str) -> None:
         with self._locked():

@@ -159,13 +159,9 @@ def _cost(interpreter: Any, tokens: int) -> str:
     if _is_local_model(interpreter):
         return "no cost (local model)"
     try:
+        from oi_local.agent.llm import import_litellm
 
-        from oi_local.env import apply_offline
-
-        apply_offline()
-        import litellm
-
-        prompt_cost, _ = litellm.cost_per_token(model=interpreter.llm.model, prompt_tokens=tokens, completion_tokens=0)
+        prompt_cost, _ = import_litellm().cost_per_token(model=interpreter.llm.model, prompt_tokens=tokens, completion_tokens=0)
         return f"estimated cost ${prompt_cost:.6f}"
     except Exception:
         return "cost unknown for this model"

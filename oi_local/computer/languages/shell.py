@@ -245,8 +245,7 @@ class Shell(PipedLanguage):
             )
             return [bash, "--noprofile", "--norc", "-c", boot]
 
-        cwd = self._cwd if self._cwd and os.path.isdir(self._cwd) else None
-        self._start_process(arguments, env, cwd)
+        self._start_process(arguments, env, self.cwd)
         self._exit_reported = False
         return note
 

@@ -145,9 +145,10 @@ def self_check(model: str | None) -> int:
 
 
 def _provider_for(model: str, entries, paths) -> str:
+    from oi_local import providers as builtin_providers
     from oi_local.models import catalog
     from oi_local.providers import builtin
 
     stored = builtin.store_for(paths, entries).get(model)
     fmt = stored.format if stored is not None else getattr(catalog.find(entries, model), "format", "gguf")
-    return "llamafile" if fmt == "llamafile" else "llamacpp"
+    return builtin_providers.serving(fmt).name

@@ -31,8 +31,6 @@ def transfer(entry: CatalogEntry, work: Workspace, url: str, *, headers: dict, s
     write_json_atomic(meta_path, resume_key)
     try:
         digest = fetch(url, part, headers=headers, total=size, label=entry.id, progress=work.progress)
-    except OiLocalError:
-        raise
     except client_errors() as error:  # an OSError here is the models folder's (a full disk): the store says so
         raise SourceUnavailable(f"the download from {url} failed: {describe(error)}") from error
     except KeyboardInterrupt:

@@ -113,12 +113,10 @@ def start(llamafile_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, opt
                           reuse_args=(f"threads={options.threads}", f"weights={weights}", *options.extra_args),
                           key_file_flag=KEY_FILE_FLAG, log_path=log_path)
 
-    if os_name == "nt":
-        return start_server(spec([str(path)]), paths, options)
     try:
         return start_server(spec([str(path)]), paths, options)
     except ServerError as error:
-        if error.kind not in ("binfmt", "exec_failed"):
+        if os_name == "nt" or error.kind not in ("binfmt", "exec_failed"):
             raise
         log.warning("running %s directly failed (%s); retrying through sh", path, error.kind)
         if error.log_path is not None:
