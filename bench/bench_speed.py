@@ -4,7 +4,8 @@ choice against the best hand-tuned settings.
 Host bandwidth is measured in the same run (machine/speed.measure_host_bandwidth, threads = physical cores,
 as llama.cpp's decode threads). Decode speed is measured over HTTP on a real `python -m llama_cpp.server`
 (streamed /v1/completions, 32 tokens, the time from the first token to the last, median of 3), started as
-oi_local's runner starts it: the fit's n_ctx, n_threads = physical cores, logits_all off. Models: the test
+oi_local's runner starts it: the fit's n_ctx, the threads and waiting machine/threads.py chooses for the load at
+that moment, logits_all off. Models: the test
 model and random-weight GGUFs of real shapes written here (models/shapes.py), which llama.cpp runs at the
 real model's speed.
 """
@@ -29,7 +30,46 @@ def _settings_env(spin: bool) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} if spin else llama_server_env()
 
 
-def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 4) -> dict[tuple, float]:
+def _grid(cores: int, n_ctx: int, *, full: bool) -> dict[tuple, dict]:
+    """Hand-tuned settings: 1 thread and every core, spinning or sleeping; with `full` also a 2048 context,
+    flash attention and a q8_0 KV cache."""
+    grid = {}
+    for threads in sorted({1, cores}):
+        for wait in ("passive", "spin"):
+            common = {"threads": threads, "spin": wait == "spin"}
+            grid[(threads, wait, n_ctx, "off", "f16")] = {**common, "n_ctx": n_ctx}
+            if full:
+                grid[(threads, wait, 2048, "off", "f16")] = {**common, "n_ctx": 2048}
+                grid[(threads, wait, n_ctx, "on", "f16")] = {**common, "n_ctx": n_ctx, "flash": True}
+                grid[(threads, wait, n_ctx, "on", "q8_0")] = {**common, "n_ctx": n_ctx, "flash": True, "kv": "q8_0"}
+    return grid
+
+
+def _tuned_row(label: str, auto_key: tuple, rates: dict[tuple, float], ratios: list[float]) -> str:
+    measured, best_key = rates[auto_key], max(rates, key=rates.get)
+    ratios.append(measured / rates[best_key])
+    listed = "; ".join(f"{t} thr {w}, n_ctx {c}, FA {fa}, {kv}: {v:.1f}" for (t, w, c, fa, kv), v in rates.items())
+    return (f"| {label} | {auto_key[0]} threads ({auto_key[1]}), n_ctx {auto_key[2]}, FA off, f16 KV: {measured:.1f} | "
+            f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
+            f"{rates[best_key]:.1f} | {measured / rates[best_key]:.2f} | {listed} |")
+
+
+@contextlib.contextmanager
+def _core_kept_busy():
+    """Another process keeping one core busy (a pure-Python loop), stopped by its pid afterwards."""
+    import subprocess
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 4,
+           tokens: int = 32) -> dict[tuple, float]:
     """Median decode tok/s of each setting; all their servers run side by side and are measured in turns, so a
     change in the machine's load falls on every setting alike."""
     from bench import measure
@@ -37,7 +77,7 @@ def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 
     with contextlib.ExitStack() as stack:
         servers = {}
         for index, (key, s) in enumerate(settings.items()):
-            extra = ["--n_threads", str(s["threads"]), "--n_threads_batch", str(s["threads"])]
+            extra = ["--n_threads", str(s["threads"]), "--n_threads_batch", str(s["threads"])]  # as the runner
             if s.get("flash"):
                 extra += ["--flash_attn", "True"]
             if s.get("kv") == "q8_0":
@@ -47,7 +87,7 @@ def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 
         rates: dict[tuple, list[float]] = {key: [] for key in settings}
         for _ in range(rounds):
             for key, server in servers.items():
-                rates[key].append(measure.decode_rate(server.base, tokens=32))
+                rates[key].append(measure.decode_rate(server.base, tokens=tokens))
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
@@ -56,6 +96,7 @@ def run() -> str:
         sys.path.insert(0, str(REPO))
     from bench import measure
     from oi_local.machine import hardware, speed
+    from oi_local.machine import threads as thread_plans
     from oi_local.models import fit, gguf_info, shapes
 
     started = time.monotonic()
@@ -65,7 +106,8 @@ def run() -> str:
     bandwidths = [speed.measure_host_bandwidth(cores) for _ in range(3)]
     host = statistics.median(bandwidths)
     bandwidth = speed.Bandwidth(host=host, cores=cores)
-    rows, tuned, ratios, gpu = [], [], [], []
+    rows, tuned, ratios, gpu, plans = [], [], [], [], []
+    busy, busy_ratios, busy_plans = [], [], []
     with tempfile.TemporaryDirectory(prefix="oi-bench-speed-") as name:
         folder = Path(name)
         m1 = shapes.Shape("1B-shape", n_layer=16, n_embd=2048, n_head=32, n_head_kv=8, n_ff=8192, n_vocab=32000,
@@ -81,19 +123,13 @@ def run() -> str:
         for label, path in models:
             info = gguf_info.read(path)
             f = fit.fit_file(path, hw, bandwidth=bandwidth)
-            auto_key = (cores, "passive", f.n_ctx, "off", "f16")  # what oi_local's runner starts
-            settings = {auto_key: {"threads": cores, "n_ctx": f.n_ctx}}
+            plan = thread_plans.for_this_machine()  # what oi_local's runner starts now
+            auto_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx, "off", "f16")
+            settings = {auto_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive}}
+            plans.append(f"{label}: {plan.reason}")
             tune = label in (models[0][0], models[2][0])
             if tune:
-                for threads in sorted({1, cores}):
-                    for spin in (False, True):
-                        settings[(threads, "spin" if spin else "passive", f.n_ctx, "off", "f16")] = {
-                            "threads": threads, "n_ctx": f.n_ctx, "spin": spin}
-                    settings[(threads, "passive", 2048, "off", "f16")] = {"threads": threads, "n_ctx": 2048}
-                    settings[(threads, "passive", f.n_ctx, "on", "f16")] = {"threads": threads, "n_ctx": f.n_ctx,
-                                                                            "flash": True}
-                    settings[(threads, "passive", f.n_ctx, "on", "q8_0")] = {"threads": threads, "n_ctx": f.n_ctx,
-                                                                             "flash": True, "kv": "q8_0"}
+                settings.update(_grid(cores, f.n_ctx, full=True))
             rates = _sweep(path, folder, settings)
             measured = rates[auto_key]
             read = info.weights_bytes - info.token_embd_bytes
@@ -101,12 +137,14 @@ def run() -> str:
                         f"{f.tokens_per_second:.1f} | {measured:.1f} | {f.tokens_per_second / measured - 1:+.0%} "
                         f"| {measured * read / 1e9:.2f} GB/s = {measured * read / host:.2f} of the measured bandwidth |")
             if tune:
-                best_key = max(rates, key=rates.get)
-                ratios.append(measured / rates[best_key])
-                listed = "; ".join(f"{t} thr {w}, n_ctx {c}, FA {fa}, {kv}: {v:.1f}" for (t, w, c, fa, kv), v in rates.items())
-                tuned.append(f"| {label} | {cores} threads (passive), n_ctx {f.n_ctx}, FA off, f16 KV: {measured:.1f} | "
-                             f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
-                             f"{rates[best_key]:.1f} | {measured / rates[best_key]:.2f} | {listed} |")
+                tuned.append(_tuned_row(label, auto_key, rates, ratios))
+                with _core_kept_busy():  # the same with another process keeping one core busy
+                    plan = thread_plans.for_this_machine()
+                    busy_plans.append(f"{label}: {plan.reason}")
+                    busy_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx, "off", "f16")
+                    grid = {busy_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive},
+                            **_grid(cores, f.n_ctx, full=False)}
+                    busy.append(_tuned_row(label, busy_key, _sweep(path, folder, grid, rounds=2, tokens=16), busy_ratios))
         issue = shapes.write_issue_shapes(folder)
         for name_, key, measured in (("1.5B-shape F16", "1.5b-f16", 607.7), ("8B-shape Q8_0", "8b-q8_0", 211.5),
                                      ("70B-shape F16", "70b-f16", 26.7)):
@@ -123,8 +161,9 @@ def run() -> str:
         f"{speed.HOST_EFFICIENCY}, {cores} cores x {speed.PER_CORE_BYTES_PER_SECOND / 1e9:.1f} GB/s) + layers x "
         f"{speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us + {speed.PER_TOKEN_HOST * 1e3:.0f} ms), a host rate of "
         f"{speed.Bandwidth(host=host, cores=cores).host_rate / 1e9:.1f} GB/s here. Measured: "
-        f"`python -m llama_cpp.server --n_ctx <fit> --n_threads {cores} --logits_all False` with OMP_WAIT_POLICY=PASSIVE "
-        "(as oi_local's runner starts it), a 32-token completion less a 1-token one of the same prompt; every setting of "
+        "`python -m llama_cpp.server --n_ctx <fit> --n_threads <plan> --n_threads_batch <plan> --logits_all False` with "
+        "OMP_WAIT_POLICY=PASSIVE only when the plan says so (as oi_local's runner starts it: machine/threads.py), a "
+        "32-token completion less a 1-token one of the same prompt; every setting of "
         "a model runs as its own server side by side with the others, measured in turns, 4 rounds, median.",
         "",
         "| model | bytes read per token | n_ctx | estimated tok/s | measured tok/s | error | llama.cpp's effective read rate |",
@@ -133,14 +172,25 @@ def run() -> str:
         "",
         "### Automatic choice vs hand-tuned best (CPU: threads, how they wait, context, flash attention, KV type)",
         "",
-        "`spin`: OpenMP's default (waiting threads spin); `passive`: OMP_WAIT_POLICY=PASSIVE, which oi_local's runner "
-        "sets.",
+        "`spin`: OpenMP's default (waiting threads spin); `passive`: OMP_WAIT_POLICY=PASSIVE. oi_local's choice at each "
+        "model's start (the cores other processes kept busy then): " + "; ".join(plans) + ".",
         "",
         "| model | automatic (what oi_local starts) tok/s | best hand-tuned tok/s | auto / best (goal >= 0.95) | every setting tried (tok/s) |",
         "|---|---|---|---|---|",
         *tuned,
         "",
         f"auto / best: {', '.join(f'{r:.2f}' for r in ratios)}.",
+        "",
+        "#### The same with another process keeping one core busy (`python -c 'while True: pass'`; 2 rounds of 16 "
+        "tokens: spinning threads crawl)",
+        "",
+        "oi_local's choice then: " + "; ".join(busy_plans) + ".",
+        "",
+        "| model | automatic (what oi_local starts) tok/s | best hand-tuned tok/s | auto / best (goal >= 0.95) | every setting tried (tok/s) |",
+        "|---|---|---|---|---|",
+        *busy,
+        "",
+        f"auto / best with a core kept busy: {', '.join(f'{r:.2f}' for r in busy_ratios)}.",
         "",
         "### GPU: the issue's measured decode speeds on a real NVIDIA H200 (not measured here) vs the estimate",
         "",

@@ -125,21 +125,23 @@ def set_hub_offline(environ: MutableMapping[str, str] | None = None) -> None:
 # ---- set for the llama.cpp server child (only where the user did not set them) -----------------------------
 OMP_WAIT_POLICY = Variable(
     "OMP_WAIT_POLICY", "PASSIVE",
-    "OpenMP's waiting threads in the llama.cpp server sleep instead of spinning: on a machine busy with other "
-    "work, spinning decode threads were 20x slower (bench/RESULTS.md, decode speed)",
+    "OpenMP's waiting threads in the llama.cpp server sleep instead of spinning; set by oi_local only when the "
+    "machine is busy as the server starts (machine/threads.py: spinning threads decode 20-30x slower when another "
+    "process wants a core, and fastest on an idle machine)",
 )
 
 
-def llama_server_additions(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What a llama.cpp server child gets on top of our environment: OMP_WAIT_POLICY unless it is set."""
-    if _env(environ).get(OMP_WAIT_POLICY.name):
+def llama_server_additions(environ: Mapping[str, str] | None = None, *, passive: bool = True) -> dict[str, str]:
+    """What a llama.cpp server child gets on top of our environment: OMP_WAIT_POLICY=PASSIVE when `passive`,
+    unless the user set it."""
+    if not passive or _env(environ).get(OMP_WAIT_POLICY.name):
         return {}
     return {OMP_WAIT_POLICY.name: OMP_WAIT_POLICY.default or "PASSIVE"}
 
 
-def llama_server_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def llama_server_env(environ: Mapping[str, str] | None = None, *, passive: bool = True) -> dict[str, str]:
     """The whole environment of a llama.cpp server child: ours plus llama_server_additions."""
-    return {**_env(environ), **llama_server_additions(environ)}
+    return {**_env(environ), **llama_server_additions(environ, passive=passive)}
 
 
 # ---- timeouts (seconds) ------------------------------------------------------------------------------------

@@ -35,9 +35,11 @@ def server_log(model_path: Path, n_ctx: int, log_path: Path, *, extra: tuple[str
     return started.log()
 
 
-def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0) -> Measured:
+def measure_server(model_path: Path, n_ctx: int, *, fill: float = 0.9, timeout: float = 600.0,
+                   flash_attn: bool = False) -> Measured:
+    extra = ("--flash_attn", "True") if flash_attn else ()
     with tempfile.TemporaryDirectory(prefix="oi-fit-") as folder, \
-            server(model_path, n_ctx, Path(folder) / "server.log", timeout=timeout) as started:
+            server(model_path, n_ctx, Path(folder) / "server.log", timeout=timeout, extra=extra) as started:
         process, base = started.process, started.base
         proc = psutil.Process(process.pid)
         after_load = proc.memory_info().rss

@@ -198,11 +198,14 @@ def test_rank_puts_fitting_recommended_first_and_keeps_the_rest_with_reasons():
 @pytest.mark.server
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("n_ctx", [1024, 2048])
-def test_estimate_within_15_percent_of_a_real_server(test_model_path, n_ctx):
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_estimate_within_15_percent_of_a_real_server(test_model_path, n_ctx, flash_attn):
+    """On a CPU-only machine the fit turns flash attention on (as the runner then starts the server)."""
     from fit_support import measure_server
 
-    estimate = fit.fit_file(test_model_path, machine(16), n_ctx=n_ctx)
-    measured = measure_server(test_model_path, n_ctx)
+    estimate = fit.fit_file(test_model_path, machine(16), n_ctx=n_ctx, flash_attn=None if flash_attn else False)
+    assert estimate.flash_attn is flash_attn
+    measured = measure_server(test_model_path, n_ctx, flash_attn=flash_attn)
     assert measured.prompt_tokens >= 0.85 * n_ctx  # the window really was (nearly) full
     error = estimate.total_bytes / measured.peak_after_fill - 1
     assert abs(error) <= 0.15, (

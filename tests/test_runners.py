@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -74,10 +75,14 @@ def test_llamacpp_command_has_every_setting(test_model_path):
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs == {"--model": str(test_model_path), "--model_alias": "smol", "--host": "127.0.0.1",
                      "--port": "4321", "--n_ctx": "2048", "--n_gpu_layers": "0", "--n_threads": "3",
-                     "--logits_all": "False", "--interrupt_requests": "False"}
+                     "--n_threads_batch": "3", "--logits_all": "False", "--interrupt_requests": "False"}
     assert "--chat_format" not in argv  # the GGUF's own template is used
     assert llamacpp.command(test_model_path, FIT, model_id="s", host="127.0.0.1", port=1, threads=1,
                             chat_format="chatml")[-2:] == ["--chat_format", "chatml"]
+    cpu_fit = dataclasses.replace(FIT, flash_attn=True, kv_type="q8_0")  # what the fit chose is what is passed
+    argv = llamacpp.command(test_model_path, cpu_fit, model_id="s", host="127.0.0.1", port=1, threads=1)
+    pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
+    assert (pairs["--flash_attn"], pairs["--type_k"], pairs["--type_v"]) == ("True", "8", "8")
 
 
 def test_llamafile_command_uses_llamafile_flags(tmp_path):

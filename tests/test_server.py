@@ -343,7 +343,7 @@ def test_orphan_of_a_killed_launcher_is_stopped_by_the_next_start(test_model_pat
     dead.wait()
     key = ServerKey.for_file("llamacpp", test_model_path, model_id=model_id, n_ctx=FIT.n_ctx,
                              n_gpu_layers=FIT.n_gpu_layers, host="127.0.0.1",
-                             extra_args=(f"threads={llamacpp.physical_cores()}",))
+                             extra_args=("threads=auto",))
     ServerState(home.state).add(ServerRecord(key, orphan, psutil.Process(orphan).create_time(), raw.port, "k",
                                              dead.pid, 1.0, str(tmp_path / "old.log")))
     try:

@@ -146,14 +146,18 @@ def test_models_list_shows_the_speed_and_marks_slow_models(tmp_path):
 @pytest.mark.server
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment from /proc")
-@pytest.mark.parametrize("given", [None, "ACTIVE"])
-def test_the_llama_cpp_server_threads_sleep_while_they_wait_unless_told_otherwise(tmp_path, test_model_path,
-                                                                                   monkeypatch, given):
-    """OMP_WAIT_POLICY=PASSIVE for the server child (bench: 2 spinning threads decoded 20x slower on a busy
-    2-core machine); a value the user set is kept."""
+@pytest.mark.parametrize(("load", "given"), [(0.0, None), (3.0, None), (3.0, "ACTIVE")])
+def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_otherwise(tmp_path, test_model_path,
+                                                                                     monkeypatch, load, given):
+    """Idle: every physical core, OpenMP's own waiting (no OMP_WAIT_POLICY); busy: the free cores (at least one)
+    sleeping while they wait (PASSIVE). A value the user set is kept. The load is the one input made up here."""
+    import psutil
+
+    from oi_local.machine import threads
     from oi_local.machine.paths import app_paths
     from oi_local.serving.runners import llamacpp
 
+    monkeypatch.setattr(threads, "busy_cores", lambda: load)
     if given is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
@@ -163,6 +167,36 @@ def test_the_llama_cpp_server_threads_sleep_while_they_wait_unless_told_otherwis
     server = llamacpp.start(test_model_path, f, paths=paths, model_id="smollm2-135m", reuse=False, progress=False)
     try:
         environ = Path(f"/proc/{server.endpoint.pid}/environ").read_bytes().split(b"\0")
-        assert f"OMP_WAIT_POLICY={given or 'PASSIVE'}".encode() in environ
+        policy = [e for e in environ if e.startswith(b"OMP_WAIT_POLICY=")]
+        assert policy == ([f"OMP_WAIT_POLICY={given}".encode()] if given else
+                          [b"OMP_WAIT_POLICY=PASSIVE"] if load else [])
+        argv = psutil.Process(server.endpoint.pid).cmdline()
+        cores = threads.physical_cores()
+        expected = str(cores if not load else max(1, cores - 3))
+        assert argv[argv.index("--n_threads") + 1] == expected == argv[argv.index("--n_threads_batch") + 1]
     finally:
         server.stop()
+
+
+def test_the_thread_plan_follows_the_load():
+    from oi_local.machine.threads import choose
+
+    assert (choose(8, 0.2).threads, choose(8, 0.2).passive) == (8, False)
+    busy = choose(8, 2.6)
+    assert busy.threads == 5 and busy.passive and "busy" in busy.reason
+    assert choose(2, 1.0).threads == 1 and choose(2, 9.0).threads == 1  # never fewer than one
+    assert choose(0, 0.0).threads == 1
+
+
+def test_a_process_keeping_a_core_busy_makes_the_machine_busy():
+    import time
+
+    from oi_local.machine.threads import BUSY_CORES, busy_cores
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(0.3) >= BUSY_CORES
+    finally:
+        hog.kill()
+        hog.wait()

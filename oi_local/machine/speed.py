@@ -24,7 +24,6 @@ F16 607.7 tok/s, 8B-shape Q8_0 211.5 tok/s, 70B-shape F16 26.7 tok/s at 4.8 TB/s
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from pathlib import Path
 
 SLOW_TOKENS_PER_SECOND = 5.0  # below this a model is "slow here" and never recommended
 HOST_EFFICIENCY = 0.8  # share of the measured read bandwidth llama.cpp's CPU decode reaches (bench_speed)
-PER_CORE_BYTES_PER_SECOND = 4.5e9  # weights one core dequantizes and multiplies per second (bench_speed)
+PER_CORE_BYTES_PER_SECOND = 15e9  # weights one core dequantizes and multiplies per second (bench_speed, spinning threads)
 GPU_EFFICIENCY = 0.85
 PER_LAYER_SECONDS = {"host": 200e-6, "gpu": 60e-6}
-PER_TOKEN_HOST = 3e-3  # llama-cpp-python's own work per token (sampling, detokenizing) besides the graph
+PER_TOKEN_HOST = 2e-3  # llama-cpp-python's own work per token (sampling, detokenizing) besides the graph
 _ARRAY_BYTES = 256 * 1024 * 1024
 _CACHE = "bandwidth.json"
 
@@ -67,7 +66,9 @@ def measure_host_bandwidth(threads: int | None = None, seconds: float = 0.15) ->
     """Bytes per second that `threads` threads (one per physical core) read from RAM, summing a large array."""
     import numpy as np
 
-    threads = max(1, threads or _physical_cores())
+    from oi_local.machine.threads import physical_cores
+
+    threads = max(1, threads or physical_cores())
     # integer sums: the add is cheaper than the read, so the memory sets the pace (a float sum is slower than RAM)
     data = np.ones(_ARRAY_BYTES // 8, dtype=np.int64)
     parts = np.array_split(data, threads)
@@ -92,15 +93,6 @@ def measure_host_bandwidth(threads: int | None = None, seconds: float = 0.15) ->
     for worker in workers:
         worker.join()
     return sum(read) / (time.perf_counter() - started)
-
-
-def _physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
 
 
 def machine_key(hw) -> str:

@@ -18,10 +18,10 @@ What llama.cpp allocates where is models/memory.py (read off llama.cpp's own log
 The choice: the largest context up to the trained one (capped at 32768) with every layer on the GPU, down
 to the agent's minimum context (8192, or the trained context when that is smaller); a code agent needs
 context more than the last layers on the GPU, so then, at that minimum, as many layers as fit on the GPU
-with the rest in RAM; only when even that fails, a smaller context. Flash attention and a q8_0 KV cache
-are off (llama-cpp-python's server defaults; the CUDA build of scripts/install.sh has no FlashAttention
-kernels, and on this CPU they did not decode faster: bench/RESULTS.md); when a caller passes them, the
-estimate follows. This assumes logits_all off (llama-cpp-python's server defaults it on, which adds
+with the rest in RAM; only when even that fails, a smaller context. Flash attention is on where nothing
+is offloaded (on the CPU it decoded 6-27 % faster, bench/RESULTS.md "decode speed") and off on a GPU (the
+CUDA build of scripts/install.sh has no FlashAttention kernels); a q8_0 KV cache is off (on the CPU it was
+within the noise of f16). When a caller passes them, the estimate follows. This assumes logits_all off (llama-cpp-python's server defaults it on, which adds
 n_ctx x vocabulary x 4 bytes); pass logits_all=True to estimate that.
 """
 
@@ -104,15 +104,15 @@ def kv_cache_bytes(arch: Architecture, n_ctx: int, kv_bytes_per_element: float =
 
 def compute_bytes(arch: Architecture, n_ctx: int, *, vocab_size: int | None = None, n_ff: int | None = None,
                   flash_attn: bool = False) -> int:
-    """The compute scratch of a CPU run: what it touches (module docstring), or with flash attention llama.cpp's
-    reserved buffer."""
-    vocab = vocab_size or getattr(arch, "vocab_size", None) or DEFAULT_VOCAB
-    if flash_attn:
-        return memory.compute_buffer(arch, n_ctx, vocab=vocab, flash_attn=flash_attn,
-                                     n_ff=memory.ffn_width(arch, None, n_ff))
+    """The compute scratch a CPU run touches (module docstring). With flash attention the attention scores are
+    never stored whole: the activations and the mask, n_ubatch x n_ctx x 4 (the peak resident memory of the
+    test model's server with a full window was 17-25 MiB over its resident memory after loading, n_ctx
+    1024-8192)."""
     ubatch = min(N_UBATCH, n_ctx)
-    heads = memory.head_count(arch)
     activations = 6 * ubatch * memory.embedding(arch) * 4
+    if flash_attn:
+        return activations + ubatch * n_ctx * 4
+    heads = memory.head_count(arch)
     return ubatch * n_ctx * (heads + 1) * 4 + activations + ubatch * n_ctx * heads * 2
 
 
@@ -183,7 +183,7 @@ def fit_model(
     logits_all: bool = False,
     layout: Layout | None = None,
     n_ff: int | None = None,
-    flash_attn: bool = False,
+    flash_attn: bool | None = None,
     kv_type: str = "f16",
     use_gpu: bool = True,
     bandwidth: speed.Bandwidth | None = None,
@@ -193,10 +193,12 @@ def fit_model(
 
     `layout` says where the weights sit (from the file's header; estimated from the catalog numbers when
     absent); `use_gpu` False keeps everything on the CPU (a build that cannot offload); `bandwidth` gives
-    the decode speed estimate (machine/speed.py)."""
+    the decode speed estimate (machine/speed.py); `flash_attn` None: on when no GPU can take layers."""
+    budget = _budget(hw, use_gpu)
+    if flash_attn is None:
+        flash_attn = not budget.gpus
     if kv_type != "f16" and not flash_attn:
         raise ValueError("llama.cpp quantizes the KV cache only with flash attention on")
-    budget = _budget(hw, use_gpu)
     layers = arch.block_count + 1  # llama.cpp counts the output layer as one more offloadable layer
     vocab = vocab_size or getattr(arch, "vocab_size", None) or DEFAULT_VOCAB
     layout = layout or memory.estimate_layout(arch, weights_bytes)

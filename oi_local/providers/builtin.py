@@ -199,10 +199,13 @@ class BuiltinProvider(Provider):
             from oi_local.machine import hardware
 
             hw = hardware.probe(self._paths(ctx).models)
-        options = {"n_ctx": ctx.context_window} if ctx.context_window else {}
+        options: dict = {"n_ctx": ctx.context_window} if ctx.context_window else {}
+        if resolved.format == "llamafile":
+            options["flash_attn"] = False  # its runner passes llamafile no flash-attention flag
         estimate = fitting.fit_file(resolved.path, hw, resolved.entry, **options)
         if ctx.serve.n_gpu_layers is not None:
-            estimate = dataclasses.replace(estimate, n_gpu_layers=ctx.serve.n_gpu_layers)
+            estimate = dataclasses.replace(estimate, n_gpu_layers=ctx.serve.n_gpu_layers,
+                                           flash_attn=estimate.flash_attn and ctx.serve.n_gpu_layers == 0)
         return estimate
 
     def serve(self, resolved: Resolved, fit: Fit, ctx: ProviderContext):

@@ -8,24 +8,19 @@ one needs `chat_format` (otherwise the server falls back to "llama-2", which is 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from oi_local.env import llama_server_additions
+from oi_local.machine import threads as thread_plans
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
 from oi_local.serving.options import ServerOptions, ServerSpec
 from oi_local.serving.server import ManagedServer, start_server
 
 RUNNER = "llamacpp"
-
-
-def physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+GGML_TYPES = {"q8_0": 8, "q4_0": 2}  # llama-cpp-python's --type_k/--type_v take ggml's type numbers
 
 
 class _NoChatTemplate(Exception):
@@ -57,6 +52,7 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         "--n_ctx", str(fit.n_ctx),
         "--n_gpu_layers", str(fit.n_gpu_layers),
         "--n_threads", str(threads),
+        "--n_threads_batch", str(threads),  # its default is every logical core, spinning: see machine/threads.py
         # The server keeps logits for every position by default (n_ctx x vocabulary x 4 bytes): memory the
         # fit does not count and chat completions never use.
         "--logits_all", "False",
@@ -64,6 +60,10 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         # by several runs, requests wait for their turn instead.
         "--interrupt_requests", "False",
     ]
+    if fit.flash_attn:
+        argv += ["--flash_attn", "True"]
+    if fit.kv_type != "f16":
+        argv += ["--type_k", str(GGML_TYPES[fit.kv_type]), "--type_v", str(GGML_TYPES[fit.kv_type])]
     if chat_format:
         argv += ["--chat_format", chat_format]
     return argv + list(extra_args)
@@ -78,7 +78,7 @@ def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options
     model_path = Path(model_path).expanduser()
     if not model_path.is_file():
         check_model_file(model_path)  # raises the clear error before anything is spawned
-    threads = options.threads or physical_cores()
+    plan = thread_plans.for_this_machine(options.threads)
 
     def preflight() -> None:
         info = check_model_file(model_path)
@@ -87,12 +87,13 @@ def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options
 
     def launch(fmt: str | None, check) -> ManagedServer:
         def build(use_port: int) -> list[str]:
-            return command(model_path, fit, model_id=model_id, host=options.host, port=use_port, threads=threads,
+            return command(model_path, fit, model_id=model_id, host=options.host, port=use_port, threads=plan.threads,
                            chat_format=fmt, extra_args=options.extra_args)
 
         spec = ServerSpec(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
-                          reuse_args=(f"threads={threads}", *(["chat_format=" + fmt] if fmt else []), *options.extra_args),
-                          env=llama_server_additions(), env_remove=ENV_OVERRIDING_FLAGS,
+                          reuse_args=(f"threads={options.threads or 'auto'}", *(["chat_format=" + fmt] if fmt else []),
+                                      *options.extra_args),
+                          env=llama_server_additions(passive=plan.passive), env_remove=ENV_OVERRIDING_FLAGS,
                           key_env=KEY_ENV, preflight=check)
         return start_server(spec, paths, options)
 

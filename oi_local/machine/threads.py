@@ -1,0 +1,80 @@
+"""How many threads a llama.cpp server computes with, and how its waiting threads wait: chosen for the
+machine's load when the server starts.
+
+llama-cpp-python's wheel uses OpenMP. Measured on this project's 2-core machine, decode tokens/s of a server
+measured alone (bench/RESULTS.md, "decode threads"):
+
+    machine          test model (135M)   1B-shape Q4_0    what wins
+    idle             2 spin 81 · 1 passive 75 · 2 passive 16    2 spin 40 · 1 passive 23 · 2 passive 15   all cores, spinning
+    one busy core    2 spin 2.6 · 1 passive 81 · 2 passive 50   2 spin 1.2 · 1 passive 26 · 2 passive 23  the free cores, sleeping
+
+Spinning threads are the fastest on an idle machine and collapse (20-30x slower) as soon as one other
+process wants a core, because every step waits for the thread that is not running. So: an idle machine
+gets every physical core with OpenMP's default waiting; a busy one gets the cores left free (at least
+one) with OMP_WAIT_POLICY=PASSIVE. "Busy" is measured as the server starts: the cores other processes
+keep busy over BUSY_WINDOW seconds (the machine's CPU time less this process's own, so oi_local's own
+start-up does not count; the 1-minute load average lags by a minute: right after a download it still
+says busy). A user's own OMP_WAIT_POLICY or thread count wins.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+BUSY_CORES = 0.5  # cores kept busy by other processes from which the machine counts as busy
+BUSY_WINDOW = 0.08  # seconds over which that is measured (CPU time comes in 10 ms ticks)
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    threads: int  # for decoding and for prompt batches alike
+    passive: bool  # OMP_WAIT_POLICY=PASSIVE: waiting threads sleep instead of spinning
+    reason: str
+
+
+def choose(physical_cores: int, busy: float) -> ThreadPlan:
+    """The plan for a machine with `physical_cores` of which other processes keep `busy` cores busy."""
+    cores = max(1, physical_cores)
+    if busy < BUSY_CORES:
+        return ThreadPlan(cores, False, f"idle machine ({busy:.1f} cores busy): {cores} threads, spinning")
+    free = max(1, cores - round(busy))
+    return ThreadPlan(free, True, f"busy machine ({busy:.1f} cores busy): {free} of {cores} cores, threads sleep "
+                                  "when waiting")
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def busy_cores(window: float = BUSY_WINDOW) -> float:
+    """How many cores other processes keep busy now: the machine's CPU time over `window` seconds less this
+    process's own (its threads' start-up work is not load the server competes with; its children are)."""
+    import psutil
+
+    def busy_seconds(times) -> float:
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        return sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+    me = psutil.Process()
+    try:
+        machine, own, started = psutil.cpu_times(), me.cpu_times(), time.perf_counter()
+        time.sleep(window)
+        machine_after, own_after = psutil.cpu_times(), me.cpu_times()
+    except (OSError, psutil.Error):  # not readable here: count the machine as idle
+        return 0.0
+    elapsed = time.perf_counter() - started
+    others = (busy_seconds(machine_after) - busy_seconds(machine)) - (
+        own_after.user + own_after.system - own.user - own.system)
+    return max(0.0, others / elapsed) if elapsed > 0 else 0.0
+
+
+def for_this_machine(threads: int | None = None) -> ThreadPlan:
+    """The plan now; `threads` (the user's) replaces the count, the waiting still follows the load."""
+    plan = choose(physical_cores(), busy_cores())
+    if threads:
+        return ThreadPlan(threads, plan.passive, f"{threads} threads as asked; {plan.reason.split(':')[0]}")
+    return plan
