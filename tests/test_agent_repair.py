@@ -80,6 +80,22 @@ def test_hints_follow_from_the_error_alone(tmp_path):
     assert "not a command" in repair.hint(repair.Failure("shell", "exit code 127", "foo_cmd: command not found"))
 
 
+def test_a_made_up_name_where_the_task_names_a_file_gets_the_line_that_reads_or_writes_it(tmp_path):
+    (tmp_path / "data.txt").write_text("row 1\n")
+    data = repair.hint(repair.Failure("python", "NameError", "name 'data' is not defined"), tmp_path,
+                       "How many lines are in the file data.txt?")
+    assert 'print(open("data.txt").read())' in data and "```python" in data
+    # the stem alone finds it too, when the task names no file
+    assert "data.txt" in repair.hint(repair.Failure("python", "NameError", "name 'data' is not defined"), tmp_path)
+    write = repair.hint(repair.Failure("python", "NameError", "name 'filename' is not defined"), tmp_path,
+                        "Save the numbers 1 to 5 in a file named out.txt.")
+    assert 'with open("out.txt", "w") as f:' in write
+    # a name far from every built-in gets no far-fetched "did you mean"
+    assert "did you mean" not in repair.hint(repair.Failure("python", "NameError", "name 'note' is not defined"), tmp_path)
+    assert repair.creation_code(["reports", "notes.md"]) == (
+        'os.makedirs("reports", exist_ok=True)\nwith open("notes.md", "w") as f:\n    f.write("...")')
+
+
 def test_the_request_quotes_the_output_and_names_the_error_and_line():
     failure = repair.Failure("python", "NameError", "name 'math' is not defined", 1, "print(math.sqrt(2))")
     text = repair.request(failure, "Traceback ...\nNameError: name 'math' is not defined\n", REPAIR_TEMPLATES["failed"])
@@ -193,7 +209,8 @@ def test_a_file_the_task_asked_for_is_checked(agent, tmp_path):
     scripted = script(agent, "Here is the text: hello world", "```python\nopen('hello.txt', 'w').write('hello world')\n```",
                       "I wrote hello.txt.")
     agent.chat("Create a file named hello.txt containing the text hello world.", display=False)
-    assert scripted.requests[1][-1]["content"] == REPAIR_TEMPLATES["missing"].replace("{content}", "hello.txt")
+    assert scripted.requests[1][-1]["content"] == REPAIR_TEMPLATES["missing"].replace("{content}", "hello.txt").replace(
+        "{code}", 'with open("hello.txt", "w") as f:\n    f.write("...")')
     assert (tmp_path / "hello.txt").read_text() == "hello world"
     assert len(scripted.requests) == 3  # asked once; the file is there, so the answer ends the turn
 

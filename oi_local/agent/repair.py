@@ -3,8 +3,9 @@
 `diagnose` reads a run's output (a Python traceback, a shell's `[exit code N]` or its error lines, any
 `SomethingError: message` line) into a Failure: its kind, message and the failing line of the code.
 `request` turns it into the next message to the model: the output, the error in one line, a hint that
-follows from the error alone (the module to import, the name or method that does exist, the files that are
-there), and the ask to reply with the corrected code. `restates` tells a reply that only repeats the error
+follows from the error and what is on disk (the module to import, the name or method that does exist, the
+files that are there, the line that reads or writes the file the task names: a small model copies code it
+is shown far better than it follows a description), and the ask to reply with the corrected code. `restates` tells a reply that only repeats the error
 from an answer. `missing_paths` finds the files and folders a task asked to create that are not there.
 """
 
@@ -137,7 +138,7 @@ def _files_here(cwd: Path) -> str:
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.7)  # 0.6 offered `sorted` for `note`
     return found[0] if found else None
 
 
@@ -174,13 +175,64 @@ def _attribute_hint(message: str) -> str:
     return ""
 
 
-def hint(failure: Failure, cwd: Path | None = None) -> str:
-    """One or two sentences that follow from the error (never from the task)."""
+def block(code: str) -> str:
+    return f"\n```python\n{code}\n```\n"
+
+
+def read_code(name: str) -> str:
+    return f'print(open("{name}").read())'
+
+
+def write_code(name: str) -> str:
+    return f'with open("{name}", "w") as f:\n    f.write("...")'
+
+
+def folder_code(name: str) -> str:
+    return f'os.makedirs("{name}", exist_ok=True)'
+
+
+def creation_code(names: list[str]) -> str:
+    """Python that creates the files (a name with a suffix) and folders named: what a small model can copy."""
+    return "\n".join(write_code(name) if _is_file_name(name) else folder_code(name) for name in names)
+
+
+def _is_file_name(name: str) -> bool:
+    return bool(re.fullmatch(r".*\.[A-Za-z0-9]{1,5}", Path(name).name))
+
+
+def _file_hint(name: str, task: str, cwd: Path) -> str:
+    """For a name the model made up where the task names a file (`data` for data.txt, `file_name`): the line
+    that reads the file when it is there, or writes it when the task asks for it."""
+    named = named_files(task)
+    existing = [n for n in named if (cwd / n).is_file()]
+    if not existing:
+        stem = name.lower().rstrip("s")
+        try:
+            existing = sorted(e.name for e in os.scandir(cwd) if e.is_file() and stem and
+                              Path(e.name).stem.lower().rstrip("s") == stem)
+        except OSError:
+            existing = []
+    if existing:
+        return f"`{name}` does not exist. The file {existing[0]} does; read it like this:{block(read_code(existing[0]))}"
+    wanted = [n for n in asked_paths(task) if _is_file_name(n)]
+    if wanted:
+        return f"`{name}` does not exist. Write the file {wanted[0]} like this:{block(write_code(wanted[0]))}"
+    return ""
+
+
+def hint(failure: Failure, cwd: Path | None = None, task: str = "") -> str:
+    """One or two sentences that follow from the error, the working folder and the files the task names."""
     cwd = cwd or Path.cwd()
     kind, message = failure.kind, failure.message
     if kind == "NameError":
         names = _quoted(message)
-        return _name_hint(names[0]) if names else ""
+        if not names:
+            return ""
+        if names[0] not in sys.stdlib_module_names:
+            found = _file_hint(names[0], task, cwd)
+            if found:
+                return found
+        return _name_hint(names[0])
     if kind == "AttributeError":
         return _attribute_hint(message)
     if kind == "ModuleNotFoundError":
@@ -199,14 +251,14 @@ def hint(failure: Failure, cwd: Path | None = None) -> str:
 
 
 def request(failure: Failure, output: str, template: str, *, cwd: Path | None = None, repeated: bool = False,
-            with_line: bool = True) -> str:
+            with_line: bool = True, task: str = "") -> str:
     """The repair request: `template` with {content} (the output) and {error} (the error and a hint); without
     the failing line when the model is not to see its code again (a small model copies what it sees)."""
     summary = failure.summary(with_line=with_line)
     error = f"The code failed with {summary}."
     if repeated:
         error = f"That is the code that already failed with {summary}. Change it."
-    extra = hint(failure, cwd)
+    extra = hint(failure, cwd, task)
     if extra:
         error += " " + extra
     text = template.replace("{content}", output.strip() or "(no output)")
@@ -239,18 +291,23 @@ _NAMED = re.compile(
 _FILE_WITH_SUFFIX = re.compile(r"(?<![\w/.])[`'\"]?([\w][\w\-/]*\.[A-Za-z0-9]{1,5})[`'\"]?(?![\w/])")
 
 
+def named_files(task: str) -> list[str]:
+    """The file names (with a suffix: notes.txt, src/main.py) a task mentions, in order."""
+    seen: list[str] = []
+    for match in _FILE_WITH_SUFFIX.finditer(task or ""):
+        name = match.group(1)
+        if name not in seen and not re.fullmatch(r"\d+(\.\d+)?", name):
+            seen.append(name)
+    return seen
+
+
 def asked_paths(task: str) -> list[str]:
     """Names of files and folders a task asks to create ("create a file named hello.txt", "a folder called
     reports"); none when it asks for nothing to be created."""
     if not _CREATE.search(task or ""):
         return []
     names = [match.group(2).rstrip(".") for match in _NAMED.finditer(task)]
-    names += [match.group(1) for match in _FILE_WITH_SUFFIX.finditer(task)]
-    seen: list[str] = []
-    for name in names:
-        if name not in seen and not re.fullmatch(r"\d+(\.\d+)?", name):
-            seen.append(name)
-    return seen
+    return list(dict.fromkeys(n for n in names + named_files(task) if not re.fullmatch(r"\d+(\.\d+)?", n)))
 
 
 def _exists_below(cwd: Path, name: str, depth: int = 3) -> bool:

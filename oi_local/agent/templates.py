@@ -44,11 +44,13 @@ EMPTY_CODE_OUTPUT_TEMPLATE = (
 
 
 # Repair requests (agent/turn.py, agent/repair.py): {content} is the run's output, {error} the error in one
-# line with a hint that follows from it; for "missing", {content} names what the task asked for.
+# line with a hint that follows from it; for "missing", {content} names what the task asked for and {code}
+# is Python that creates it (repair.creation_code).
 REPAIR_TEMPLATES: dict[str, str] = {
     "failed": "Output: {content}\n\n{error}\nReply with the corrected code in one code block.",
     "restated": "{error}\nDo not repeat the error: reply with the corrected code in one code block.",
-    "missing": "There is no {content} in the current folder yet. Reply with one code block that creates it.",
+    "missing": "There is no {content} in the current folder yet. Reply with one code block that creates it, "
+               "like this:\n```python\n{code}\n```",
     "restart": "({error} Write different code.)",
 }
 

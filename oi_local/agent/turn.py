@@ -97,17 +97,19 @@ class Turn:
         failure = self.failure
         if failure is not None:
             if outcome == "repeated":
-                self._ask(repair.request(failure, "", self._template("restated"), repeated=True, with_line=self._with_line()))
+                self._ask(repair.request(failure, "", self._template("restated"), repeated=True, with_line=self._with_line(),
+                                          task=self.task))
                 return True
             text = " ".join(m["content"] for m in reply if m["type"] == "message")
             if repair.restates(text, failure):
-                self._ask(repair.request(failure, "", self._template("restated"), with_line=self._with_line()))
+                self._ask(repair.request(failure, "", self._template("restated"), with_line=self._with_line(), task=self.task))
                 return True
         if self.agent.check_asked_files and not self.asked_for_paths and failure is None:
             missing = repair.missing_paths(self.task)
             if missing:
                 self.asked_for_paths = True
-                self._ask(self._template("missing").replace("{content}", ", ".join(missing)))
+                self._ask(self._template("missing").replace("{content}", ", ".join(missing))
+                          .replace("{code}", repair.creation_code(missing)))
                 return True
         return False
 
@@ -165,7 +167,8 @@ class Turn:
                 first_failure = failure
                 if self._can_repair():
                     # the request replaces the plain output in what the model reads next
-                    self._ask(repair.request(failure, output, self._template("failed"), with_line=self._with_line()))
+                    self._ask(repair.request(failure, output, self._template("failed"), with_line=self._with_line(),
+                                              task=self.task))
         if outcome == "ran":
             self.failure = first_failure
             if first_failure is None:
