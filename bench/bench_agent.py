@@ -8,7 +8,8 @@
    features: everyday modules in the kernel, repair requests, the asked-for files checked) on the tuning suite
    (bench/tasks.py) and the untuned one (bench/tasks_untuned.py, written before any tuning and never tuned
    on), each run twice: SmolLM2-135M-Instruct Q4_1, temperature 0, auto_run, the local defaults' limit of
-   model replies per task (max_turns 6), max_tokens 160, one fresh folder per task. Baselines: Open
+   model replies per task (max_turns 6), max_tokens 160, one fresh folder per task; the server started as
+   oi_local's runner starts it on this CPU (its thread plan, flash attention on). Baselines: Open
    Interpreter's own system message and templates, and the local default before issue 10 ("before").
 """
 
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import TASKS, BenchTask  # noqa: E402
 from tasks_untuned import TASKS as UNTUNED  # noqa: E402
 
-from standins.raw_llama import require_test_model, server  # noqa: E402
+from standins.raw_llama import as_the_runner, require_test_model, server  # noqa: E402
 
 STORY_PROMPT = "Write a long story about a cat who learns to program."
 STREAM_TOKENS = 120
@@ -339,9 +340,10 @@ def winner(runs: dict[str, dict[str, list]]) -> str:
 def run(harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS, overhead: bool = True,
         suites: dict[str, list[BenchTask]] | None = None) -> str:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    runner_args, runner_env = as_the_runner()
     with tempfile.TemporaryDirectory(prefix="oi-bench-agent-") as folder, \
-            server(require_test_model(), 2048, Path(folder) / "server.log", extra=("--model_alias", "smollm2-135m"),
-                   timeout=120) as started:
+            server(require_test_model(), 2048, Path(folder) / "server.log", extra=("--model_alias", "smollm2-135m",
+                   *runner_args), env=runner_env, timeout=120) as started:
         overhead_table = streaming_overhead(started.base)[0] if overhead else "(not measured in this run)"
         success_table, _ = task_success(started.base, harnesses, repeats, suites)
     load = os.getloadavg()[0]

@@ -40,7 +40,6 @@ def _grid(cores: int, n_ctx: int, *, full: bool) -> dict[tuple, dict]:
             grid[(threads, wait, n_ctx, "off", "f16")] = {**common, "n_ctx": n_ctx}
             if full:
                 grid[(threads, wait, 2048, "off", "f16")] = {**common, "n_ctx": 2048}
-                grid[(threads, wait, n_ctx, "on", "f16")] = {**common, "n_ctx": n_ctx, "flash": True}
                 grid[(threads, wait, n_ctx, "on", "q8_0")] = {**common, "n_ctx": n_ctx, "flash": True, "kv": "q8_0"}
     return grid
 
@@ -49,23 +48,10 @@ def _tuned_row(label: str, auto_key: tuple, rates: dict[tuple, float], ratios: l
     measured, best_key = rates[auto_key], max(rates, key=rates.get)
     ratios.append(measured / rates[best_key])
     listed = "; ".join(f"{t} thr {w}, n_ctx {c}, FA {fa}, {kv}: {v:.1f}" for (t, w, c, fa, kv), v in rates.items())
-    return (f"| {label} | {auto_key[0]} threads ({auto_key[1]}), n_ctx {auto_key[2]}, FA off, f16 KV: {measured:.1f} | "
+    return (f"| {label} | {auto_key[0]} threads ({auto_key[1]}), n_ctx {auto_key[2]}, FA {auto_key[3]}, {auto_key[4]} KV: "
+            f"{measured:.1f} | "
             f"{best_key[0]} threads ({best_key[1]}), n_ctx {best_key[2]}, FA {best_key[3]}, {best_key[4]} KV: "
             f"{rates[best_key]:.1f} | {measured / rates[best_key]:.2f} | {listed} |")
-
-
-@contextlib.contextmanager
-def _core_kept_busy():
-    """Another process keeping one core busy (a pure-Python loop), stopped by its pid afterwards."""
-    import subprocess
-
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
 
 
 def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 4,
@@ -98,6 +84,7 @@ def run() -> str:
     from oi_local.machine import hardware, speed
     from oi_local.machine import threads as thread_plans
     from oi_local.models import fit, gguf_info, shapes
+    from standins.raw_llama import core_kept_busy
 
     started = time.monotonic()
     load = measure.load_average()
@@ -105,7 +92,7 @@ def run() -> str:
     cores = hw.cpu.physical_cores or 1
     bandwidths = [speed.measure_host_bandwidth(cores) for _ in range(3)]
     host = statistics.median(bandwidths)
-    bandwidth = speed.Bandwidth(host=host, cores=cores)
+    bandwidth = speed.Bandwidth(host=host, cores=thread_plans.choose(cores, 0.0).threads)  # as speed.for_machine
     rows, tuned, ratios, gpu, plans = [], [], [], [], []
     busy, busy_ratios, busy_plans = [], [], []
     with tempfile.TemporaryDirectory(prefix="oi-bench-speed-") as name:
@@ -124,8 +111,10 @@ def run() -> str:
             info = gguf_info.read(path)
             f = fit.fit_file(path, hw, bandwidth=bandwidth)
             plan = thread_plans.for_this_machine()  # what oi_local's runner starts now
-            auto_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx, "off", "f16")
-            settings = {auto_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive}}
+            auto_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx, "on" if f.flash_attn else "off",
+                        f.kv_type)
+            settings = {auto_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive,
+                                   "flash": f.flash_attn, "kv": f.kv_type}}
             plans.append(f"{label}: {plan.reason}")
             tune = label in (models[0][0], models[2][0])
             if tune:
@@ -138,11 +127,13 @@ def run() -> str:
                         f"| {measured * read / 1e9:.2f} GB/s = {measured * read / host:.2f} of the measured bandwidth |")
             if tune:
                 tuned.append(_tuned_row(label, auto_key, rates, ratios))
-                with _core_kept_busy():  # the same with another process keeping one core busy
+                with core_kept_busy():  # the same with another process keeping one core busy
                     plan = thread_plans.for_this_machine()
                     busy_plans.append(f"{label}: {plan.reason}")
-                    busy_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx, "off", "f16")
-                    grid = {busy_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive},
+                    busy_key = (plan.threads, "passive" if plan.passive else "spin", f.n_ctx,
+                                "on" if f.flash_attn else "off", f.kv_type)
+                    grid = {busy_key: {"threads": plan.threads, "n_ctx": f.n_ctx, "spin": not plan.passive,
+                                       "flash": f.flash_attn, "kv": f.kv_type},
                             **_grid(cores, f.n_ctx, full=False)}
                     busy.append(_tuned_row(label, busy_key, _sweep(path, folder, grid, rounds=2, tokens=16), busy_ratios))
         issue = shapes.write_issue_shapes(folder)
@@ -158,9 +149,9 @@ def run() -> str:
         f"Host bandwidth measured in this run: {', '.join(f'{b / 1e9:.1f}' for b in bandwidths)} GB/s (median "
         f"{host / 1e9:.1f} GB/s; {cores} threads summing a 256 MiB integer array). Estimate: `fit.fit_file(model, hw, "
         "bandwidth=...).tokens_per_second` = 1 / (bytes read per token / min(bandwidth x HOST_EFFICIENCY "
-        f"{speed.HOST_EFFICIENCY}, {cores} cores x {speed.PER_CORE_BYTES_PER_SECOND / 1e9:.1f} GB/s) + layers x "
+        f"{speed.HOST_EFFICIENCY}, {bandwidth.cores} decode threads x {speed.PER_CORE_BYTES_PER_SECOND / 1e9:.1f} GB/s) + layers x "
         f"{speed.PER_LAYER_SECONDS['host'] * 1e6:.0f} us + {speed.PER_TOKEN_HOST * 1e3:.0f} ms), a host rate of "
-        f"{speed.Bandwidth(host=host, cores=cores).host_rate / 1e9:.1f} GB/s here. Measured: "
+        f"{bandwidth.host_rate / 1e9:.1f} GB/s here. Measured: "
         "`python -m llama_cpp.server --n_ctx <fit> --n_threads <plan> --n_threads_batch <plan> --logits_all False` with "
         "OMP_WAIT_POLICY=PASSIVE only when the plan says so (as oi_local's runner starts it: machine/threads.py), a "
         "32-token completion less a 1-token one of the same prompt; every setting of "

@@ -48,6 +48,35 @@ class Server:
 
 
 @contextlib.contextmanager
+def core_kept_busy() -> Iterator[int]:
+    """Another process (not a child of this one: oi_local does not count its own tree as load) keeping one core
+    busy with a pure-Python loop; stopped by its pid afterwards. Yields that pid."""
+    import os
+    import signal
+
+    started = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)
+    pid = int(started.stdout.strip())
+    try:
+        time.sleep(0.5)
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def as_the_runner(flash_attn: bool = True) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(extra argv, environment) with which oi_local's runner would start a CPU-only server now: the thread plan
+    for the machine's load (machine/threads.py) and flash attention as the CPU fit turns it on."""
+    from oi_local.env import llama_server_env
+    from oi_local.machine.threads import for_this_machine
+
+    plan = for_this_machine()
+    extra = ("--n_threads", str(plan.threads), "--n_threads_batch", str(plan.threads))
+    return extra + (("--flash_attn", "True") if flash_attn else ()), llama_server_env(passive=plan.passive)
+
+
+@contextlib.contextmanager
 def server(model: Path, n_ctx: int, log_path: Path, *, extra: tuple[str, ...] = (), timeout: float = 600,
            env: dict[str, str] | None = None) -> Iterator[Server]:
     """A server as oi_local's runner starts it (its environment too, unless `env` is given)."""

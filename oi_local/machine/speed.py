@@ -31,7 +31,7 @@ from pathlib import Path
 
 SLOW_TOKENS_PER_SECOND = 5.0  # below this a model is "slow here" and never recommended
 HOST_EFFICIENCY = 0.8  # share of the measured read bandwidth llama.cpp's CPU decode reaches (bench_speed)
-PER_CORE_BYTES_PER_SECOND = 15e9  # weights one core dequantizes and multiplies per second (bench_speed, spinning threads)
+PER_CORE_BYTES_PER_SECOND = 20e9  # weights one decode thread dequantizes and multiplies per second (bench_speed)
 GPU_EFFICIENCY = 0.85
 PER_LAYER_SECONDS = {"host": 200e-6, "gpu": 60e-6}
 PER_TOKEN_HOST = 2e-3  # llama-cpp-python's own work per token (sampling, detokenizing) besides the graph
@@ -134,7 +134,7 @@ class Bandwidth:
     host: float
     gpu: float | None = None  # None: no GPU, or a card of unknown bandwidth
     unified: bool = False  # Apple Silicon: the GPU reads the same memory at `gpu`
-    cores: int | None = None  # physical cores decoding on the host (None: not a limit)
+    cores: int | None = None  # threads decoding on the host (None: not a limit)
 
     @property
     def host_rate(self) -> float:
@@ -145,8 +145,10 @@ class Bandwidth:
 
 def for_machine(hw, state_dir: Path | None) -> Bandwidth:
     """The bandwidths of this machine's host memory (measured, cached) and of its best GPU (the table)."""
+    from oi_local.machine.threads import choose
+
     host = host_bandwidth(state_dir, machine_key(hw))
-    cores = hw.cpu.physical_cores or hw.cpu.logical_cores
+    cores = choose(hw.cpu.physical_cores or hw.cpu.logical_cores or 1, 0.0).threads  # the decode threads, idle
     known = [(gpu_bandwidth(g.name), g) for g in hw.gpus]
     known = [(b, g) for b, g in known if b]
     if not known:

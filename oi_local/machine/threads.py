@@ -9,11 +9,14 @@ measured alone (bench/RESULTS.md, "decode threads"):
     one busy core    2 spin 2.6 · 1 passive 81 · 2 passive 50   2 spin 1.2 · 1 passive 26 · 2 passive 23  the free cores, sleeping
 
 Spinning threads are the fastest on an idle machine and collapse (20-30x slower) as soon as one other
-process wants a core, because every step waits for the thread that is not running. So: an idle machine
-gets every physical core with OpenMP's default waiting; a busy one gets the cores left free (at least
-one) with OMP_WAIT_POLICY=PASSIVE. "Busy" is measured as the server starts: the cores other processes
-keep busy over BUSY_WINDOW seconds (the machine's CPU time less this process's own, so oi_local's own
-start-up does not count; the 1-minute load average lags by a minute: right after a download it still
+process wants a core, because every step waits for the thread that is not running. And a server always
+has a client, here mostly on the same machine: the agent parses and renders the streamed reply and runs
+the code. With the README's one-shot task the model's own work (server log) took 2.0 s with 1 thread and
+3.5 s with 2 spinning threads on these 2 cores. So one core is left to the client: an idle machine gets
+its physical cores less one (at least one) with OpenMP's default waiting; a busy one the cores left free
+less one (at least one) with OMP_WAIT_POLICY=PASSIVE. "Busy" is measured as the server starts: the cores other processes
+keep busy over BUSY_WINDOW seconds (the machine's CPU time less that of this process and its children, so
+oi_local's own start-up, a Python kernel starting beside the server, does not count; the 1-minute load average lags by a minute: right after a download it still
 says busy). A user's own OMP_WAIT_POLICY or thread count wins.
 """
 
@@ -38,8 +41,10 @@ def choose(physical_cores: int, busy: float) -> ThreadPlan:
     """The plan for a machine with `physical_cores` of which other processes keep `busy` cores busy."""
     cores = max(1, physical_cores)
     if busy < BUSY_CORES:
-        return ThreadPlan(cores, False, f"idle machine ({busy:.1f} cores busy): {cores} threads, spinning")
-    free = max(1, cores - round(busy))
+        threads = max(1, cores - 1)
+        return ThreadPlan(threads, False, f"idle machine ({busy:.1f} cores busy): {threads} of {cores} cores "
+                                          "(one left to the client), spinning")
+    free = max(1, cores - round(busy) - 1)
     return ThreadPlan(free, True, f"busy machine ({busy:.1f} cores busy): {free} of {cores} cores, threads sleep "
                                   "when waiting")
 
@@ -51,24 +56,34 @@ def physical_cores() -> int:
 
 
 def busy_cores(window: float = BUSY_WINDOW) -> float:
-    """How many cores other processes keep busy now: the machine's CPU time over `window` seconds less this
-    process's own (its threads' start-up work is not load the server competes with; its children are)."""
+    """How many cores other processes keep busy now: the machine's CPU time over `window` seconds less that of
+    this process and its children (oi_local's own start-up is not load the server will compete with)."""
     import psutil
 
     def busy_seconds(times) -> float:
         idle = times.idle + getattr(times, "iowait", 0.0)
         return sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
 
-    me = psutil.Process()
+    def own_seconds(processes) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:  # ended meanwhile
+                pass
+        return total
+
     try:
-        machine, own, started = psutil.cpu_times(), me.cpu_times(), time.perf_counter()
+        me = psutil.Process()
+        tree = [me, *me.children(recursive=True)]
+        machine, own, started = psutil.cpu_times(), own_seconds(tree), time.perf_counter()
         time.sleep(window)
-        machine_after, own_after = psutil.cpu_times(), me.cpu_times()
+        machine_after, own_after = psutil.cpu_times(), own_seconds(tree)
     except (OSError, psutil.Error):  # not readable here: count the machine as idle
         return 0.0
     elapsed = time.perf_counter() - started
-    others = (busy_seconds(machine_after) - busy_seconds(machine)) - (
-        own_after.user + own_after.system - own.user - own.system)
+    others = busy_seconds(machine_after) - busy_seconds(machine) - (own_after - own)
     return max(0.0, others / elapsed) if elapsed > 0 else 0.0
 
 
