@@ -1,23 +1,24 @@
 """How many threads a llama.cpp server computes with, and how its waiting threads wait: chosen for the
 machine's load when the server starts.
 
-llama-cpp-python's wheel uses OpenMP. Measured on this project's 2-core machine, decode tokens/s of a server
-measured alone (bench/RESULTS.md, "decode threads"):
+llama-cpp-python's wheel uses OpenMP. Decode tokens/s of a server measured alone on this project's 2-core
+machine (bench/RESULTS.md, "Decode speed"), as 2 threads spinning / 1 thread / 2 threads sleeping:
 
-    machine          test model (135M)   1B-shape Q4_0    what wins
-    idle             2 spin 81 · 1 passive 75 · 2 passive 16    2 spin 40 · 1 passive 23 · 2 passive 15   all cores, spinning
-    one busy core    2 spin 2.6 · 1 passive 81 · 2 passive 50   2 spin 1.2 · 1 passive 26 · 2 passive 23  the free cores, sleeping
+    idle machine:           test model (135M) 81 / 75 / 16     1B-shape Q4_0 40 / 23 / 15
+    one core kept busy:     test model (135M) 2.6 / 81 / 50    1B-shape Q4_0 1.2 / 26 / 23
 
 Spinning threads are the fastest on an idle machine and collapse (20-30x slower) as soon as one other
 process wants a core, because every step waits for the thread that is not running. And a server always
 has a client, here mostly on the same machine: the agent parses and renders the streamed reply and runs
 the code. With the README's one-shot task the model's own work (server log) took 2.0 s with 1 thread and
-3.5 s with 2 spinning threads on these 2 cores. So one core is left to the client: an idle machine gets
-its physical cores less one (at least one) with OpenMP's default waiting; a busy one the cores left free
-less one (at least one) with OMP_WAIT_POLICY=PASSIVE. "Busy" is measured as the server starts: the cores other processes
-keep busy over BUSY_WINDOW seconds (the machine's CPU time less that of this process and its children, so
-oi_local's own start-up, a Python kernel starting beside the server, does not count; the 1-minute load average lags by a minute: right after a download it still
-says busy). A user's own OMP_WAIT_POLICY or thread count wins.
+3.5 s with 2 spinning threads on these 2 cores. So one core is left to the client: an idle machine gets its
+physical cores less one (at least one) with OpenMP's default waiting; a busy one the cores left free less
+one (at least one) with OMP_WAIT_POLICY=PASSIVE.
+
+"Busy" is measured as the server starts: the cores other processes keep busy over BUSY_WINDOW seconds (the
+machine's CPU time less that of this process and its children, so oi_local's own start-up, a Python kernel
+starting beside the server, does not count). The 1-minute load average lags: right after a download it
+still says busy. A user's own OMP_WAIT_POLICY or thread count wins.
 """
 
 from __future__ import annotations
