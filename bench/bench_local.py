@@ -203,13 +203,13 @@ def raw_server_start(model_path: Path) -> float:
         process.wait(10)
 
 
-def one_shot(home: Path) -> tuple[float, float, str]:
+def one_shot(home: Path, extra_env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """The README's first command, model on disk: (wall seconds, the model's seconds in it, its last line)."""
     def server_logs() -> dict[Path, int]:  # each server writes a log of its own: llamacpp-smollm2-135m-<time>.log
         return {path: path.stat().st_size for path in (home / "logs").glob("llamacpp-smollm2-135m*.log")}
 
     before = server_logs()
-    env = dict(os.environ, OI_LOCAL_HOME=str(home), TERM="dumb", COLUMNS="100")
+    env = dict(os.environ, OI_LOCAL_HOME=str(home), TERM="dumb", COLUMNS="100", **(extra_env or {}))
     started = time.perf_counter()
     done = subprocess.run([INTERPRETER, *ONE_SHOT], capture_output=True, text=True, env=env, cwd=home, timeout=300)
     wall = time.perf_counter() - started
@@ -255,6 +255,43 @@ def one_shot_section(home: Path, model_path: Path, repeats: int = REPEATS_ONE_SH
         "",
         f"The command's last line in each run: {', '.join(repr(a) for a in answers)}.",
     ])
+
+
+def one_shot_threads_section(home: Path, repeats: int = 3) -> str:
+    """The one-shot task with the server's thread setting chosen by hand (OI_LOCAL_THREADS, OMP_WAIT_POLICY)
+    against the automatic one: with the agent as the client on the same cores, which setting lets the model
+    finish its work soonest."""
+    from oi_local.machine import threads as thread_plans
+
+    cores = thread_plans.physical_cores()
+    settings = {"automatic": {}, "1 thread": {"OI_LOCAL_THREADS": "1"}}
+    if cores > 1:
+        settings[f"{cores} threads spinning"] = {"OI_LOCAL_THREADS": str(cores), "OMP_WAIT_POLICY": "ACTIVE"}
+        settings[f"{cores} threads sleeping"] = {"OI_LOCAL_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}
+    plan = thread_plans.for_this_machine()
+    one_shot(home)  # the first use of the model hashes the file: not what this measures
+    models: dict[str, list[float]] = {name: [] for name in settings}
+    walls: dict[str, list[float]] = {name: [] for name in settings}
+    for _ in range(repeats):  # interleaved: a change in the machine's load falls on every setting alike
+        for name, extra in settings.items():
+            wall, model, _answer = one_shot(home, extra)
+            walls[name].append(wall)
+            models[name].append(model)
+    best = min(settings, key=lambda name: statistics.median(models[name]))
+    auto = statistics.median(models["automatic"])
+    lines = ["### One-shot task: the server's threads chosen automatically vs by hand", "",
+             f"The same command, {repeats} runs of each setting interleaved; the automatic plan at the start of this "
+             f"section: {plan.reason}. The model's work is read from the server's log (prompt evaluation + "
+             "generation), with the agent as the client on the same machine.", "",
+             "| setting | the model's work, median s | end to end, median s | best / this (model's work) |",
+             "|---|---|---|---|"]
+    for name in settings:
+        model = statistics.median(models[name])
+        lines.append(f"| {name} | {model:.3f} | {statistics.median(walls[name]):.3f} | "
+                     f"{statistics.median(models[best]) / model:.2f} |")
+    lines += ["", f"Automatic / best hand-tuned (the model's work; goal >= 0.95): "
+                  f"{statistics.median(models[best]) / auto:.2f} (best: {best})."]
+    return "\n".join(lines)
 
 
 def _row(name: str, values: list[float], base: float) -> str:
@@ -328,6 +365,8 @@ def run() -> str:
             _row("local mode: choose model → first token (agent)", agent, raw_median),
             "",
             one_shot_section(home, model_path),
+            "",
+            one_shot_threads_section(home),
         ]
         return "\n".join(lines)
 
@@ -337,7 +376,7 @@ def run_one_shot() -> str:
     with home_with_the_test_model() as home:
         from standins.raw_llama import require_test_model
 
-        return one_shot_section(home, require_test_model())
+        return one_shot_section(home, require_test_model()) + "\n\n" + one_shot_threads_section(home)
 
 
 if __name__ == "__main__":

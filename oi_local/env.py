@@ -43,6 +43,9 @@ DISPLAY = Variable("DISPLAY", None, "an X display: folders may be opened in the 
 WAYLAND_DISPLAY = Variable("WAYLAND_DISPLAY", None, "a Wayland display: folders may be opened in the file manager")
 XDG_DATA_HOME = Variable("XDG_DATA_HOME", None, "per-user data folder on Linux (XDG; default ~/.local/share): the "
                          "offline bundle's installer puts oi_local's venv and models there, as platformdirs does")
+OI_LOCAL_THREADS = Variable("OI_LOCAL_THREADS", None,
+                            "threads of the llama.cpp servers oi_local starts (default: chosen for the machine's "
+                            "load as each starts: its physical cores less one when idle)")
 OI_LOCAL_TIMEOUT_SCALE = Variable("OI_LOCAL_TIMEOUT_SCALE", "1",
                                   "multiplies every timeout below (a slow or loaded machine: 2, 3, ...)")
 
@@ -137,6 +140,21 @@ def llama_server_additions(environ: Mapping[str, str] | None = None, *, passive:
     if not passive or _env(environ).get(OMP_WAIT_POLICY.name):
         return {}
     return {OMP_WAIT_POLICY.name: OMP_WAIT_POLICY.default or "PASSIVE"}
+
+
+def server_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """OI_LOCAL_THREADS as a thread count, or None when unset; a value that is not a whole number from 1 is a
+    clear error."""
+    from oi_local.errors import OiLocalError
+
+    value = (get(OI_LOCAL_THREADS, environ) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise OiLocalError(f"OI_LOCAL_THREADS is {value!r}, which is not a thread count. Set it to a whole number "
+                           "from 1 (for example the number of physical cores), or unset it to let oi_local choose "
+                           "for the machine's load.")
+    return int(value)
 
 
 def llama_server_env(environ: Mapping[str, str] | None = None, *, passive: bool = True) -> dict[str, str]:

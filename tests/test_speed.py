@@ -147,9 +147,10 @@ def test_models_list_shows_the_speed_and_marks_slow_models(tmp_path):
 @pytest.mark.server
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment from /proc")
-@pytest.mark.parametrize(("load", "given"), [(0.0, None), (3.0, None), (3.0, "ACTIVE")])
+@pytest.mark.parametrize(("load", "given", "asked"), [(0.0, None, None), (3.0, None, None), (3.0, "ACTIVE", None),
+                                                        (0.0, None, "3")])
 def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_otherwise(tmp_path, test_model_path,
-                                                                                     monkeypatch, load, given):
+                                                                                     monkeypatch, load, given, asked):
     """Idle: the physical cores less one for the client, OpenMP's own waiting (no OMP_WAIT_POLICY); busy: the free
     cores less one (at least one) sleeping while they wait (PASSIVE). A value the user set is kept. The load is the one input made up here."""
     import psutil
@@ -163,6 +164,10 @@ def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_other
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
         monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    if asked is None:
+        monkeypatch.delenv("OI_LOCAL_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OI_LOCAL_THREADS", asked)
     paths = app_paths({"OI_LOCAL_HOME": str(tmp_path / "home")}).ensure()
     f = fit.fit_file(test_model_path, TWO_CORES, n_ctx=1024)
     server = llamacpp.start(test_model_path, f, paths=paths, model_id="smollm2-135m", reuse=False, progress=False)
@@ -173,10 +178,20 @@ def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_other
                           [b"OMP_WAIT_POLICY=PASSIVE"] if load else [])
         argv = psutil.Process(server.endpoint.pid).cmdline()
         cores = threads.physical_cores()
-        expected = str(max(1, cores - 1) if not load else max(1, cores - 3 - 1))
+        expected = asked or str(max(1, cores - 1) if not load else max(1, cores - 3 - 1))
         assert argv[argv.index("--n_threads") + 1] == expected == argv[argv.index("--n_threads_batch") + 1]
     finally:
         server.stop()
+
+
+def test_a_thread_count_that_is_not_one_is_a_clear_error():
+    from oi_local.env import server_threads
+    from oi_local.errors import OiLocalError
+
+    assert server_threads({"OI_LOCAL_THREADS": " 4 "}) == 4 and server_threads({}) is None
+    for bad in ("0", "-2", "four", "1.5"):
+        with pytest.raises(OiLocalError, match="OI_LOCAL_THREADS is .* not a thread count"):
+            server_threads({"OI_LOCAL_THREADS": bad})
 
 
 def test_the_thread_plan_follows_the_load():

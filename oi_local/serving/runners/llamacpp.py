@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from oi_local.env import llama_server_additions
+from oi_local.env import llama_server_additions, server_threads
 from oi_local.machine import threads as thread_plans
 from oi_local.machine.paths import AppPaths
 from oi_local.models.fit import Fit
@@ -78,7 +78,8 @@ def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options
     model_path = Path(model_path).expanduser()
     if not model_path.is_file():
         check_model_file(model_path)  # raises the clear error before anything is spawned
-    plan = thread_plans.for_this_machine(options.threads)
+    asked = options.threads or server_threads()
+    plan = thread_plans.for_this_machine(asked)
 
     def preflight() -> None:
         info = check_model_file(model_path)
@@ -91,7 +92,7 @@ def start(model_path: Path, fit: Fit, *, paths: AppPaths, model_id: str, options
                            chat_format=fmt, extra_args=options.extra_args)
 
         spec = ServerSpec(runner=RUNNER, build_command=build, model_path=model_path, model_id=model_id, fit=fit,
-                          reuse_args=(f"threads={options.threads or 'auto'}", *(["chat_format=" + fmt] if fmt else []),
+                          reuse_args=(f"threads={asked or 'auto'}", *(["chat_format=" + fmt] if fmt else []),
                                       *options.extra_args),
                           env=llama_server_additions(passive=plan.passive), env_remove=ENV_OVERRIDING_FLAGS,
                           key_env=KEY_ENV, preflight=check)
