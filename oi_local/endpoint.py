@@ -28,6 +28,13 @@ def is_local_url(url: str | None) -> bool:
     return is_loopback(host) or host in ("0.0.0.0", "::")
 
 
+def needs_litellm(provider: str, api_base: str | None = None) -> bool:
+    """Whether the agent talks to this provider's endpoint through litellm: Ollama's models (Endpoint.llm_model
+    names them ollama_chat/), or a URL off this machine; a local OpenAI-compatible server is asked over plain
+    HTTP (agent.llm.openai_stream)."""
+    return provider == "ollama" or (api_base is not None and not is_local_url(api_base))
+
+
 @dataclass(frozen=True)
 class Endpoint:
     api_base: str  # e.g. "http://127.0.0.1:43121/v1" (OpenAI-compatible) or "http://127.0.0.1:11434" (ollama)

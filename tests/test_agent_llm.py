@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -109,10 +111,37 @@ def make_llm(base_url: str, api_key: str | None, timeout: float = 20) -> Llm:
     return llm
 
 
-def test_streaming_through_litellm_from_the_real_server(llama_server):
+def test_streaming_from_the_real_server(llama_server):
     llm = make_llm(llama_server.base_url, llama_server.api_key)
     pieces = list(llm.run([{"role": "user", "content": "Say hello."}]))
     assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_a_local_openai_compatible_server_is_asked_without_importing_litellm(llama_server):
+    """litellm's import costs 2-3 s of CPU before the first answer; a local server is asked over plain HTTP."""
+    code = (
+        "import sys\n"
+        "from oi_local.agent.llm import Llm\n"
+        "llm = Llm()\n"
+        f"llm.model, llm.api_base, llm.api_key = 'openai/smollm2-135m', {llama_server.base_url!r}, {llama_server.api_key!r}\n"
+        "llm.max_tokens = 16\n"
+        "text = ''.join(llm.run([{'role': 'user', 'content': 'Say hello.'}]))\n"
+        "print(bool(text.strip()), 'litellm' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "False"], done.stderr[-800:]
+
+
+def test_only_openai_models_served_on_this_machine_skip_litellm():
+    from oi_local.agent.llm import speaks_openai_here
+    from oi_local.endpoint import needs_litellm
+
+    assert speaks_openai_here("openai/x", "http://127.0.0.1:8080/v1")
+    assert not speaks_openai_here("openai/x", "https://api.example.com/v1")  # another machine: litellm
+    assert not speaks_openai_here("ollama_chat/x", "http://127.0.0.1:11434")  # Ollama's own API: litellm
+    assert not speaks_openai_here("gpt-4o", None)
+    assert needs_litellm("ollama") and needs_litellm("custom", "https://api.example.com/v1")
+    assert not needs_litellm("llamacpp") and not needs_litellm("custom", "http://localhost:1234/v1")
 
 
 def test_connection_refused_is_a_clear_error_naming_the_server():

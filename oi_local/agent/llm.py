@@ -234,8 +234,52 @@ def import_litellm() -> Any:
     return litellm
 
 
+class EndpointHTTPError(Exception):
+    """An OpenAI-compatible server answered a request with an HTTP error (its status is in the message)."""
+
+
+def speaks_openai_here(model: str | None, api_base: str | None) -> bool:
+    """An "openai/<id>" model served on this machine: sent straight over HTTP, without litellm."""
+    return bool(api_base) and str(model or "").startswith("openai/") and is_local_url(api_base)
+
+
+def openai_stream(**params: Any) -> Iterator[dict]:
+    """A streamed chat completion from a local OpenAI-compatible server over HTTP (httpx), as the dict chunks
+    of its SSE stream: what litellm sends for an "openai/<id>" model with an api_base, without litellm's 2-3 s
+    import on the way to the first answer. `timeout` is the silence allowed between two pieces."""
+    import json
+
+    import httpx
+
+    base = str(params.pop("api_base")).rstrip("/")
+    model = str(params.pop("model")).removeprefix("openai/")
+    key = params.pop("api_key", None)
+    timeout = params.pop("timeout", None)
+    for litellm_only in ("api_version", "max_retries", "drop_params"):
+        params.pop(litellm_only, None)
+    headers = {"Authorization": f"Bearer {key}"} if key and key != "no-key" else {}
+    with httpx.stream("POST", f"{base}/chat/completions", json={"model": model, **params}, headers=headers,
+                      timeout=httpx.Timeout(timeout)) as response:
+        if response.status_code >= 400:
+            response.read()
+            raise EndpointHTTPError(f"HTTP {response.status_code}: {response.text.strip()[:300]}")
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[len("data:"):].strip()
+            if data == "[DONE]":
+                return
+            chunk = json.loads(data)
+            if isinstance(chunk, dict) and chunk.get("error"):
+                raise EndpointHTTPError(f"the server's error: {str(chunk['error'])[:300]}")
+            yield chunk
+
+
 def litellm_completions(**params: Any) -> Iterator[Any]:
-    """The default completions function: litellm, imported here (agent/warmup.py may have imported it already)."""
+    """The default completions function: a local OpenAI-compatible server straight over HTTP (openai_stream),
+    anything else through litellm, imported here (agent/warmup.py may have imported it already)."""
+    if speaks_openai_here(params.get("model"), params.get("api_base")):
+        return openai_stream(**params)
     return import_litellm().completion(**params)
 
 

@@ -1,7 +1,8 @@
 """Start-up work done at once, as soon as the model is known, instead of one piece after another.
 
 `begin()` starts the Python kernel (a Computer's warm-up), and imports the LLM client (litellm, 2-3 s of
-CPU) and any modules the caller names (the terminal's) in a background thread, while the caller gets the
+CPU; not needed for a model served on this machine as OpenAI-compatible, which llm.openai_stream asks over
+HTTP) and any modules the caller names (the terminal's) in a background thread, while the caller gets the
 model served. `Warmup.attach(interpreter)` hands the warm computer to the interpreter and has a local
 OpenAI-compatible server read the system message and example turns right away (`prefill`): llama.cpp-family
 servers keep the evaluated prompt, so the first request only reads the user's task.
@@ -18,11 +19,13 @@ from typing import Any
 from oi_local.env import TIMEOUTS
 
 
-def _import_all(modules: Sequence[str]) -> None:
-    """litellm the way the default completions function imports it (offline, no telemetry), then `modules`."""
+def _import_all(modules: Sequence[str], llm_client: bool) -> None:
+    """litellm the way the default completions function imports it (offline, no telemetry) when `llm_client`,
+    then `modules`."""
     from oi_local.agent.llm import import_litellm
 
-    for load in (import_litellm, *(functools.partial(importlib.import_module, name) for name in modules)):
+    loads = [import_litellm] if llm_client else []
+    for load in (*loads, *(functools.partial(importlib.import_module, name) for name in modules)):
         try:
             load()
         except Exception:  # the real use reports a missing or broken module; a warm-up never fails
@@ -42,13 +45,14 @@ class Warmup:
         self.prefill_thread = prefill(interpreter)
 
 
-def begin(languages: Sequence[str] = ("python",), modules: Sequence[str] = ()) -> Warmup:
-    """Start the languages' runtimes and the imports now, in the background."""
+def begin(languages: Sequence[str] = ("python",), modules: Sequence[str] = (), *, llm_client: bool = True) -> Warmup:
+    """Start the languages' runtimes and the imports now, in the background; `llm_client` False when the model
+    is served on this machine as OpenAI-compatible (llm.openai_stream needs no litellm)."""
     from oi_local.computer import Computer
 
     computer = Computer()
     computer.warm_up(*languages)
-    thread = threading.Thread(target=_import_all, args=(tuple(modules),), name="oi-local-warm-imports", daemon=True)
+    thread = threading.Thread(target=_import_all, args=(tuple(modules), llm_client), name="oi-local-warm-imports", daemon=True)
     thread.start()
     return Warmup(computer, thread)
 

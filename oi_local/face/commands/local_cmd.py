@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from oi_local import env, providers
+from oi_local.endpoint import needs_litellm
 from oi_local.errors import OiLocalError
 from oi_local.face.invocation import Invocation
 from oi_local.machine.paths import AppPaths, app_paths
@@ -78,7 +79,7 @@ def run(args: Invocation) -> int:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
 
-            warm = warm_up()  # the model is known: the kernel and the imports start beside the server
+            warm = warm_up(needs_litellm(args.provider, args.api_base))  # the model is known: the kernel and the imports start beside the server
             endpoint, server = prepare_endpoint(args.provider, args.model, context)
             remember(paths, args.provider, args.model, args.api_base)
         else:
@@ -87,7 +88,7 @@ def run(args: Invocation) -> int:
                 return 0
             endpoint, server = picked.endpoint, picked.server
             remember(paths, picked.choice.provider, picked.choice.model, picked.choice.api_base)
-            warm = warm_up()
+            warm = warm_up(needs_litellm(picked.choice.provider, picked.choice.api_base))
         interpreter = build_interpreter(endpoint, args, paths, computer=warm.computer)
         warm.attach(interpreter)
         from oi_local.face.local_mode import attach_recovery
@@ -119,12 +120,13 @@ def remember(paths: AppPaths, provider: str, model: str | None, api_base: str | 
     last_choice.save(paths.config, last_choice.LastChoice(provider, model, kept_url))
 
 
-def warm_up():
-    """The Python kernel, litellm and the terminal's rich modules, started in the background at once."""
+def warm_up(llm_client: bool):
+    """The Python kernel and the terminal's rich modules (and litellm when the endpoint needs it), started in the
+    background at once."""
     from oi_local.agent import warmup
     from oi_local.terminal.display import WARM_IMPORTS
 
-    return warmup.begin(modules=WARM_IMPORTS)
+    return warmup.begin(modules=WARM_IMPORTS, llm_client=llm_client)
 
 
 def build_interpreter(endpoint, invocation: Invocation, paths: AppPaths, computer: Any = None) -> Any:
