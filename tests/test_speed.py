@@ -151,8 +151,8 @@ def test_models_list_shows_the_speed_and_marks_slow_models(tmp_path):
                                                         (0.0, None, "3")])
 def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_otherwise(tmp_path, test_model_path,
                                                                                      monkeypatch, load, given, asked):
-    """Idle: the physical cores less one for the client, OpenMP's own waiting (no OMP_WAIT_POLICY); busy: the free
-    cores less one (at least one) sleeping while they wait (PASSIVE). A value the user set is kept. The load is the one input made up here."""
+    """Idle: every physical core, OpenMP's own waiting (no OMP_WAIT_POLICY); busy: the free cores (at least one)
+    sleeping while they wait (PASSIVE). A value the user set is kept. The load is the one input made up here."""
     import psutil
 
     from oi_local.machine import threads
@@ -178,7 +178,7 @@ def test_the_llama_cpp_server_threads_follow_the_load_at_start_unless_told_other
                           [b"OMP_WAIT_POLICY=PASSIVE"] if load else [])
         argv = psutil.Process(server.endpoint.pid).cmdline()
         cores = threads.physical_cores()
-        expected = asked or str(max(1, cores - 1) if not load else max(1, cores - 3 - 1))
+        expected = asked or str(cores if not load else max(1, cores - 3))
         assert argv[argv.index("--n_threads") + 1] == expected == argv[argv.index("--n_threads_batch") + 1]
     finally:
         server.stop()
@@ -197,9 +197,9 @@ def test_a_thread_count_that_is_not_one_is_a_clear_error():
 def test_the_thread_plan_follows_the_load():
     from oi_local.machine.threads import choose
 
-    assert (choose(8, 0.2).threads, choose(8, 0.2).passive) == (7, False)  # one core left to the client
+    assert (choose(8, 0.2).threads, choose(8, 0.2).passive) == (8, False)
     busy = choose(8, 2.6)
-    assert busy.threads == 4 and busy.passive and "busy" in busy.reason
+    assert busy.threads == 5 and busy.passive and "busy" in busy.reason
     assert choose(2, 1.0).threads == 1 and choose(2, 9.0).threads == 1  # never fewer than one
     assert choose(0, 0.0).threads == 1
 

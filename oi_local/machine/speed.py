@@ -148,7 +148,7 @@ def for_machine(hw, state_dir: Path | None) -> Bandwidth:
     from oi_local.machine.threads import choose
 
     host = host_bandwidth(state_dir, machine_key(hw))
-    cores = choose(hw.cpu.physical_cores or hw.cpu.logical_cores or 1, 0.0).threads  # the decode threads, idle
+    cores = choose(hw.cpu.physical_cores or hw.cpu.logical_cores or 1, 0.0).threads  # decode threads when idle
     known = [(gpu_bandwidth(g.name), g) for g in hw.gpus]
     known = [(b, g) for b, g in known if b]
     if not known:
