@@ -266,7 +266,8 @@ def one_shot_threads_section(home: Path, repeats: int = 3) -> str:
     cores = thread_plans.physical_cores()
     settings = {"automatic": {}, "1 thread": {"OI_LOCAL_THREADS": "1"}}
     if cores > 1:
-        settings[f"{cores} threads spinning"] = {"OI_LOCAL_THREADS": str(cores), "OMP_WAIT_POLICY": "ACTIVE"}
+        settings[f"{cores} threads always spinning (ACTIVE: also while idle)"] = {"OI_LOCAL_THREADS": str(cores),
+                                                                        "OMP_WAIT_POLICY": "ACTIVE"}
         settings[f"{cores} threads sleeping"] = {"OI_LOCAL_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}
     plan = thread_plans.for_this_machine()
     one_shot(home)  # the first use of the model hashes the file: not what this measures
