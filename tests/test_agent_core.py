@@ -349,7 +349,8 @@ def test_litellm_is_imported_only_when_the_model_is_called_and_after_the_local_c
         "assert 'litellm' not in sys.modules, 'litellm imported too early'\n"
         "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
         "i = OpenInterpreter(conversation_history=False)\n"
-        "i.llm.model, i.llm.api_base, i.llm.timeout = 'openai/x', f'http://127.0.0.1:{port}/v1', 10\n"
+        # a model litellm serves (Ollama's API; a local OpenAI-compatible server is asked without litellm)
+        "i.llm.model, i.llm.api_base, i.llm.timeout = 'ollama_chat/x', f'http://127.0.0.1:{port}', 10\n"
         "from oi_local.errors import OiLocalError\n"
         "try:\n"
         "    i.chat('hi', display=False)\n"
