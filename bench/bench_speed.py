@@ -59,15 +59,12 @@ def _sweep(path: Path, folder: Path, settings: dict[tuple, dict], rounds: int = 
     """Median decode tok/s of each setting; all their servers run side by side and are measured in turns, so a
     change in the machine's load falls on every setting alike."""
     from bench import measure
+    from oi_local.serving.runners.llamacpp import tuning_args
 
     with contextlib.ExitStack() as stack:
         servers = {}
         for index, (key, s) in enumerate(settings.items()):
-            extra = ["--n_threads", str(s["threads"]), "--n_threads_batch", str(s["threads"])]  # as the runner
-            if s.get("flash"):
-                extra += ["--flash_attn", "True"]
-            if s.get("kv") == "q8_0":
-                extra += ["--type_k", "8", "--type_v", "8"]
+            extra = tuning_args(s["threads"], flash_attn=bool(s.get("flash")), kv_type=s.get("kv", "f16"))
             servers[key] = stack.enter_context(measure.server(path, s["n_ctx"], folder / f"server-{index}.log",
                                                               extra=tuple(extra), env=_settings_env(s.get("spin", False))))
         rates: dict[tuple, list[float]] = {key: [] for key in settings}
@@ -92,7 +89,7 @@ def run() -> str:
     cores = hw.cpu.physical_cores or 1
     bandwidths = [speed.measure_host_bandwidth(cores) for _ in range(3)]
     host = statistics.median(bandwidths)
-    bandwidth = speed.Bandwidth(host=host, cores=thread_plans.choose(cores, 0.0).threads)  # as speed.for_machine
+    bandwidth = speed.Bandwidth(host=host, cores=cores)  # as speed.for_machine: every core decodes when idle
     rows, tuned, ratios, gpu, plans = [], [], [], [], []
     busy, busy_ratios, busy_plans = [], [], []
     with tempfile.TemporaryDirectory(prefix="oi-bench-speed-") as name:

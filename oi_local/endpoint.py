@@ -28,11 +28,21 @@ def is_local_url(url: str | None) -> bool:
     return is_loopback(host) or host in ("0.0.0.0", "::")
 
 
+def llm_model_name(provider: str, model_id: str) -> str:
+    """The model name as litellm wants it: Ollama's own API for Ollama, OpenAI-compatible for the rest."""
+    return f"ollama_chat/{model_id}" if provider == "ollama" else f"openai/{model_id}"
+
+
+def speaks_openai_here(model: str | None, api_base: str | None) -> bool:
+    """An "openai/<id>" model served on this machine: asked over plain HTTP (agent.llm.openai_stream), not
+    through litellm."""
+    return bool(api_base) and str(model or "").startswith("openai/") and is_local_url(api_base)
+
+
 def needs_litellm(provider: str, api_base: str | None = None) -> bool:
-    """Whether the agent talks to this provider's endpoint through litellm: Ollama's models (Endpoint.llm_model
-    names them ollama_chat/), or a URL off this machine; a local OpenAI-compatible server is asked over plain
-    HTTP (agent.llm.openai_stream)."""
-    return provider == "ollama" or (api_base is not None and not is_local_url(api_base))
+    """Whether the agent will talk to this provider's endpoint through litellm; `api_base` None: the
+    provider's own server on this machine."""
+    return not speaks_openai_here(llm_model_name(provider, "model"), api_base or "http://127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,7 @@ class Endpoint:
     @property
     def llm_model(self) -> str:
         """The model name as litellm wants it."""
-        if self.provider == "ollama":
-            return f"ollama_chat/{self.model_id}"
-        return f"openai/{self.model_id}"
+        return llm_model_name(self.provider, self.model_id)
 
 
 def server_root(api_base: str) -> str:

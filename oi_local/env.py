@@ -45,7 +45,7 @@ XDG_DATA_HOME = Variable("XDG_DATA_HOME", None, "per-user data folder on Linux (
                          "offline bundle's installer puts oi_local's venv and models there, as platformdirs does")
 OI_LOCAL_THREADS = Variable("OI_LOCAL_THREADS", None,
                             "threads of the llama.cpp servers oi_local starts (default: chosen for the machine's "
-                            "load as each starts: its physical cores less one when idle)")
+                            "load as each starts: every physical core when idle, the free ones when busy)")
 OI_LOCAL_TIMEOUT_SCALE = Variable("OI_LOCAL_TIMEOUT_SCALE", "1",
                                   "multiplies every timeout below (a slow or loaded machine: 2, 3, ...)")
 

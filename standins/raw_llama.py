@@ -70,10 +70,10 @@ def as_the_runner(flash_attn: bool = True) -> tuple[tuple[str, ...], dict[str, s
     for the machine's load (machine/threads.py) and flash attention as the CPU fit turns it on."""
     from oi_local.env import llama_server_env
     from oi_local.machine.threads import for_this_machine
+    from oi_local.serving.runners.llamacpp import tuning_args
 
     plan = for_this_machine()
-    extra = ("--n_threads", str(plan.threads), "--n_threads_batch", str(plan.threads))
-    return extra + (("--flash_attn", "True") if flash_attn else ()), llama_server_env(passive=plan.passive)
+    return tuple(tuning_args(plan.threads, flash_attn=flash_attn)), llama_server_env(passive=plan.passive)
 
 
 @contextlib.contextmanager

@@ -133,8 +133,7 @@ def test_a_local_openai_compatible_server_is_asked_without_importing_litellm(lla
 
 
 def test_only_openai_models_served_on_this_machine_skip_litellm():
-    from oi_local.agent.llm import speaks_openai_here
-    from oi_local.endpoint import needs_litellm
+    from oi_local.endpoint import needs_litellm, speaks_openai_here
 
     assert speaks_openai_here("openai/x", "http://127.0.0.1:8080/v1")
     assert not speaks_openai_here("openai/x", "https://api.example.com/v1")  # another machine: litellm

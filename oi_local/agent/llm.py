@@ -14,7 +14,7 @@ from typing import Any
 
 from oi_local import settings as declared
 from oi_local.agent.templates import DEFAULT_EXECUTION_INSTRUCTIONS  # noqa: F401 (its old home)
-from oi_local.endpoint import is_local_url, server_root
+from oi_local.endpoint import is_local_url, server_root, speaks_openai_here
 from oi_local.env import TIMEOUTS
 from oi_local.errors import OiLocalError
 
@@ -236,11 +236,6 @@ def import_litellm() -> Any:
 
 class EndpointHTTPError(Exception):
     """An OpenAI-compatible server answered a request with an HTTP error (its status is in the message)."""
-
-
-def speaks_openai_here(model: str | None, api_base: str | None) -> bool:
-    """An "openai/<id>" model served on this machine: sent straight over HTTP, without litellm."""
-    return bool(api_base) and str(model or "").startswith("openai/") and is_local_url(api_base)
 
 
 def openai_stream(**params: Any) -> Iterator[dict]:

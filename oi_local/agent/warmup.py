@@ -69,10 +69,11 @@ def prefill(interpreter: Any) -> threading.Thread | None:
     """A one-token request with the fixed start of the prompt to a local OpenAI-compatible server, in the
     background; None when there is nothing to send or the server is not of that kind."""
     from oi_local.agent.llm import litellm_completions
+    from oi_local.endpoint import speaks_openai_here
 
     llm = interpreter.llm
     model = str(llm.model or "")
-    if not (llm.is_local and llm.api_base and model.startswith("openai/")) or llm.completions is not litellm_completions:
+    if not speaks_openai_here(model, llm.api_base) or llm.completions is not litellm_completions:
         return None
     messages = prefill_messages(interpreter)
     if not messages:

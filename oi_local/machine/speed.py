@@ -145,10 +145,8 @@ class Bandwidth:
 
 def for_machine(hw, state_dir: Path | None) -> Bandwidth:
     """The bandwidths of this machine's host memory (measured, cached) and of its best GPU (the table)."""
-    from oi_local.machine.threads import choose
-
     host = host_bandwidth(state_dir, machine_key(hw))
-    cores = choose(hw.cpu.physical_cores or hw.cpu.logical_cores or 1, 0.0).threads  # decode threads when idle
+    cores = hw.cpu.physical_cores or hw.cpu.logical_cores  # machine/threads.py: every core decodes when idle
     known = [(gpu_bandwidth(g.name), g) for g in hw.gpus]
     known = [(b, g) for b, g in known if b]
     if not known:

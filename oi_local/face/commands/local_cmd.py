@@ -79,7 +79,8 @@ def run(args: Invocation) -> int:
         if not missing:
             from oi_local.face.local_mode import prepare_endpoint
 
-            warm = warm_up(needs_litellm(args.provider, args.api_base))  # the model is known: the kernel and the imports start beside the server
+            # the model is known: the kernel and the imports start beside the server
+            warm = warm_up(needs_litellm(args.provider, args.api_base))
             endpoint, server = prepare_endpoint(args.provider, args.model, context)
             remember(paths, args.provider, args.model, args.api_base)
         else:

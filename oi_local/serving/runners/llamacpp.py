@@ -40,6 +40,17 @@ KEY_ENV = "API_KEY"
 ENV_OVERRIDING_FLAGS = ("HOST", "PORT", "CONFIG_FILE", "API_KEY")
 
 
+def tuning_args(threads: int, *, flash_attn: bool = False, kv_type: str = "f16") -> list[str]:
+    """The flags that set how the server computes: its threads (decode and prompt batches; the batch default is
+    every logical core, spinning: see machine/threads.py), flash attention, the KV cache's type."""
+    argv = ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    if flash_attn:
+        argv += ["--flash_attn", "True"]
+    if kv_type != "f16":
+        argv += ["--type_k", str(GGML_TYPES[kv_type]), "--type_v", str(GGML_TYPES[kv_type])]
+    return argv
+
+
 def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, threads: int,
             chat_format: str | None = None, extra_args: Sequence[str] = (), python: str | None = None) -> list[str]:
     """The server's argv. The API key is not in it: it travels in the environment (KEY_ENV)."""
@@ -51,8 +62,7 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         "--port", str(port),
         "--n_ctx", str(fit.n_ctx),
         "--n_gpu_layers", str(fit.n_gpu_layers),
-        "--n_threads", str(threads),
-        "--n_threads_batch", str(threads),  # its default is every logical core, spinning: see machine/threads.py
+        *tuning_args(threads, flash_attn=fit.flash_attn, kv_type=fit.kv_type),
         # The server keeps logits for every position by default (n_ctx x vocabulary x 4 bytes): memory the
         # fit does not count and chat completions never use.
         "--logits_all", "False",
@@ -60,10 +70,6 @@ def command(model_path: Path, fit: Fit, *, model_id: str, host: str, port: int, 
         # by several runs, requests wait for their turn instead.
         "--interrupt_requests", "False",
     ]
-    if fit.flash_attn:
-        argv += ["--flash_attn", "True"]
-    if fit.kv_type != "f16":
-        argv += ["--type_k", str(GGML_TYPES[fit.kv_type]), "--type_v", str(GGML_TYPES[fit.kv_type])]
     if chat_format:
         argv += ["--chat_format", chat_format]
     return argv + list(extra_args)
