@@ -62,6 +62,10 @@ class OpenInterpreter:
         self.repair_templates: dict[str, str] = dict(REPAIR_TEMPLATES)  # "failed", "restated", "missing", "restart"
         self.repair_restart = False  # a repair restates the task with the error instead of continuing after it
         self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
+        self.precheck_samples = 0  # code that cannot work (agent/precheck.py): the best of this many sampled replies
+        self.precheck_temperature = 0.8  # (and files the task only names are not written over while it is on)
+        self.check_answers = False  # an answer that says nothing of the output is asked for again, once
+        self.short_answers = False  # after a run that worked, the answer is asked from the task and output alone
         self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these
         # (the settings above from max_repairs on: issue 10's harness; LOCAL_HARNESS has the local defaults)
         self.example_messages: list[dict] = []  # worked example turns sent after the system message

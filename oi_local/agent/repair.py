@@ -5,8 +5,10 @@
 `request` turns it into the next message to the model: the output, the error in one line, a hint that
 follows from the error and what is on disk (the module to import, the name or method that does exist, the
 files that are there, the line that reads or writes the file the task names: a small model copies code it
-is shown far better than it follows a description), and the ask to reply with the corrected code. `restates` tells a reply that only repeats the error
-from an answer. `missing_paths` finds the files and folders a task asked to create that are not there.
+is shown far better than it follows a description), and the ask to reply with the corrected code.
+`restates` tells a reply that only repeats the error from an answer. `missing_paths` finds the files and
+folders a task asked to create that are not there. `grounded` tells whether an answer says anything the
+output said.
 """
 
 from __future__ import annotations
@@ -330,3 +332,21 @@ def missing_paths(task: str, cwd: Path | None = None) -> list[str]:
     """The files or folders the task asked to create that are not in (or below) the working folder."""
     cwd = cwd or Path.cwd()
     return [name for name in asked_paths(task) if not _exists_below(cwd, name)]
+
+
+# -- answers -----------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z]{3,}|\d+(?:\.\d+)?")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(_TOKEN.findall(text or ""))  # case kept: PYTHON is news when the task said python
+
+
+def grounded(answer: str, output: str, known: str = "") -> bool:
+    """Whether an answer says anything that only the output said (a number or word of it that is not in
+    `known`: the task and the code that printed it); True when the output says nothing new."""
+    said = _tokens(output) - _tokens(known)
+    if not said:
+        return True
+    return bool(said & _tokens(answer))

@@ -52,7 +52,18 @@ REPAIR_TEMPLATES: dict[str, str] = {
     "missing": "There is no {content} in the current folder yet. Reply with one code block that creates it, "
                "like this:\n```python\n{code}\n```",
     "restart": "({error} Write different code.)",
+    "ungrounded": "Output: {content}\n\nThat answer does not use the output. Using this output, answer my question in "
+                  "one short sentence.",
 }
+
+# The answer after a run that worked, asked from the task and its output alone (agent.short_answers): with
+# the worked examples in view a small model copies their answers ("15 * 4 is 60.").
+ANSWER_SYSTEM_MESSAGE = "You answer questions from the output of code that ran. Answer in one short sentence."
+ANSWER_TEMPLATE = "Question: {task}\n\nOutput of the code:\n{content}\n\nAnswer the question using the output."
+
+# Code that would write over a file the task only names is not run (agent.precheck_samples > 0); {content}
+# names the files, {code} reads the first.
+NOT_RUN_TEMPLATE = "(Not run: that code would overwrite {content}, which the task did not ask to change. Read it like this: {code})"
 
 
 @dataclass(frozen=True)
@@ -147,15 +158,30 @@ CHOSEN_EXAMPLES = PromptVariant(
     notes="Short system message; the two worked examples of a Python pool (one per kind) closest to the task.",
 )
 
+# The two fixed examples, then the closest example of the pool.
+EXAMPLE_TURNS_PLUS_ONE = PromptVariant(
+    name="example-turns+1",
+    system_message=_LOCAL_SYSTEM_MESSAGE,
+    execution_instructions="",
+    user_message_template=_REMINDER,
+    code_output_template=EXAMPLE_TURNS.code_output_template,
+    empty_code_output_template=_EMPTY_OUTPUT,
+    examples=EXAMPLE_TURNS.examples,
+    example_pool=PYTHON_POOL,
+    examples_per_task=1,
+    notes="The two fixed worked examples, then the closest of the Python pool.",
+)
+
 # The variants bench/bench_agent.py compares. Measured and dropped (bench/RESULTS.md has the figures): one
 # worked example in the system message, the same with a reminder, one fixed example per kind (shell for files
 # and folders), shell named first, 1 or 3 chosen examples, the two fixed examples plus one chosen.
-LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_TURNS, CHOSEN_EXAMPLES)}
+LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_TURNS, EXAMPLE_TURNS_PLUS_ONE,
+                                                                 CHOSEN_EXAMPLES)}
 
-# Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct on both suites; bench/RESULTS.md): the
-# harness that does best on the untuned suite. The chosen examples did best on the tuning suite (7/12 against
-# 5/12) and worse on the untuned one (2/15 against 4/15 with the same harness settings): the pool was written
-# with the tuning suite in view, and the test model copies the closest example's answer.
+# Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct; bench/RESULTS.md): the harness that
+# does best on the untuned suite. Examples chosen from the pool do better on the tuning suite (10/12 with the
+# same checks, against 5/12) and worse on the untuned one (2/15 against 7/15): the pool was written with the
+# tuning suite in view, and the test model copies the closest example.
 LOCAL_DEFAULT = EXAMPLE_TURNS
 
 # The harness settings of the local defaults (attributes of OpenInterpreter), chosen the same way.
@@ -165,4 +191,7 @@ LOCAL_HARNESS: dict = {
     "repair_temperature": None,  # repair replies at the model's temperature (sampling at 0.7 did not win)
     "check_asked_files": True,
     "first_reply_grammar": (),  # the envelope grammar did not win: off
+    "precheck_samples": 4,  # code that cannot work is replaced by the best of up to 4 sampled replies
+    "check_answers": True,  # an answer that says nothing of the output is asked for again, once
+    "short_answers": True,  # the answer after a run that worked is asked from the task and output alone
 }

@@ -7,22 +7,40 @@ error, or repeats the code that failed, gets one too. With agent.check_asked_fil
 a file or folder the task asked for is missing is told so. Each such request is an LMC message
 {"role": "computer", "type": "message", "format": "repair"} in the conversation (messages.py sends it to the
 model in place of the output it contains).
+
+With agent.precheck_samples, a reply whose code cannot work as written (precheck.py: Python that does not
+parse, a name nothing defines, a call that fails whatever the data, what the task names left out) is
+replaced by the best of that many sampled replies (seeded, so a run repeats), and code that would write
+over a file the task only names does not run. With agent.short_answers, the answer after a run that worked
+is asked from the task and its output alone (a small model copies the worked examples' answers); with
+agent.check_answers, an answer that says nothing of the output is asked for once more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oi_local.agent import grammar, repair
-from oi_local.agent.codeblocks import FenceParser
+from oi_local.agent import grammar, precheck, repair
+from oi_local.agent.codeblocks import FenceParser, parse
 from oi_local.agent.messages import last_user_text
+from oi_local.agent.templates import (
+    ANSWER_SYSTEM_MESSAGE,
+    ANSWER_TEMPLATE,
+    NOT_RUN_TEMPLATE,
+    REPAIR_TEMPLATES,
+)
 from oi_local.errors import OiLocalError
 
 if TYPE_CHECKING:
     from oi_local.agent.core import OpenInterpreter
 
 REPAIR_FORMAT = "repair"
+
+
+def reply_text(reply: list[dict]) -> str:
+    return " ".join(m["content"] for m in reply if m["type"] == "message")
 
 
 class Turn:
@@ -33,6 +51,8 @@ class Turn:
         self.already_run: set[tuple[str, str]] = set()
         self.failure: repair.Failure | None = None  # of the last run, while not yet repaired
         self.asked_for_paths = False
+        self.asked_for_answer = False
+        self.last_output = self.last_code = ""  # of the last run that did not fail
         self.repairing = False  # the next reply answers a repair request
         self.task = last_user_text(agent.messages)
 
@@ -64,11 +84,11 @@ class Turn:
     def _can_repair(self) -> bool:
         return self.repairs < (self.agent.max_repairs or 0)
 
-    def _ask(self, text: str) -> None:
+    def _ask(self, text: str, restart: bool = True) -> None:
         self.repairs += 1
         self.repairing = True
         message = {"role": "computer", "type": "message", "format": REPAIR_FORMAT, "content": text}
-        if self.agent.repair_restart:
+        if self.agent.repair_restart and restart:
             message["restart"] = True
         self.agent.messages.append(message)
 
@@ -100,8 +120,7 @@ class Turn:
                 self._ask(repair.request(failure, "", self._template("restated"), repeated=True, with_line=self._with_line(),
                                           task=self.task))
                 return True
-            text = " ".join(m["content"] for m in reply if m["type"] == "message")
-            if repair.restates(text, failure):
+            if repair.restates(reply_text(reply), failure):
                 self._ask(repair.request(failure, "", self._template("restated"), with_line=self._with_line(), task=self.task))
                 return True
         if self.agent.check_asked_files and not self.asked_for_paths and failure is None:
@@ -111,20 +130,37 @@ class Turn:
                 self._ask(self._template("missing").replace("{content}", ", ".join(missing))
                           .replace("{code}", repair.creation_code(missing)))
                 return True
+        if (failure is None and outcome == "none" and self.agent.check_answers and not self.asked_for_answer
+                and self.last_output and not repair.grounded(reply_text(reply), self.last_output, self.task + " " + self.last_code)):
+            self.asked_for_answer = True
+            self._ask(self.agent.repair_templates.get("ungrounded", REPAIR_TEMPLATES["ungrounded"]).replace(
+                "{content}", self.last_output.strip()), restart=False)
+            return True
         return False
 
     # -- one model reply ----------------------------------------------------------------------------------
 
     def _model_reply(self) -> Iterator[dict]:
-        """Stream one model reply as LMC chunks, recording its messages as they grow; returns them."""
+        """Stream one model reply as LMC chunks, recording its messages as they grow; returns them. Code that
+        cannot work (precheck) is replaced by the best of a few sampled alternatives, when allowed."""
         agent = self.agent
         llm_messages = agent.llm_messages()
+        overrides, self.repairing = self._reply_overrides(), False
+        if agent.short_answers and self.last_output.strip() and self._output_is_last():
+            answer = self._short_answer(overrides)
+            if answer is not None:
+                return (yield from self._stream(iter([answer])))
         if agent.verbose:
             agent._note(f"sending {len(llm_messages)} messages to {agent.llm.model} at {agent.llm.api_base}")
+        pieces = agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages), overrides=overrides)
+        reply = yield from self._stream(pieces)
+        if agent.precheck_samples > 0:
+            reply = yield from self._prechecked(reply, llm_messages, overrides)
+        return reply
+
+    def _stream(self, pieces) -> Iterator[dict]:
         parser = FenceParser()
         reply: list[dict] = []
-        overrides, self.repairing = self._reply_overrides(), False
-        pieces = agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages), overrides=overrides)
         try:
             for piece in pieces:
                 for chunk in parser.feed(piece):
@@ -138,6 +174,59 @@ class Turn:
             if close is not None:
                 close()
         return reply
+
+    def _short_answer(self, overrides: dict | None) -> str | None:
+        """The answer to the task from its output alone (no examples to copy); None when the model writes code
+        there instead (the reply is then asked in the whole conversation)."""
+        messages = [{"role": "system", "content": ANSWER_SYSTEM_MESSAGE},
+                    {"role": "user", "content": ANSWER_TEMPLATE.replace("{task}", self.task).replace(
+                        "{content}", self.last_output.strip())}]
+        overrides = dict(overrides or {}, stop=[*(self.agent.llm.stop or []), "Question:"])
+        text = "".join(self.agent.llm.run(messages, overrides=overrides))
+        return None if precheck.blocks(parse(text)) or not text.strip() else text
+
+    def _output_is_last(self) -> bool:
+        messages = self.agent.messages
+        return bool(messages) and messages[-1].get("type") == "console" and messages[-1].get("content") == self.last_output
+
+    def _known_names(self) -> set[str]:
+        """Names Python code may use without defining them: the kernel's everyday modules and what the
+        conversation's code has defined."""
+        from oi_local.computer.languages.python import PRELOAD
+
+        preload = getattr(self.agent.computer.get_language("python"), "preload", None)
+        names = {name for name, _, _ in (PRELOAD if preload is None else preload)} | precheck.KERNEL_NAMES
+        for message in self.agent.messages:
+            if message.get("type") == "code" and (message.get("format") or "python") == "python":
+                names |= precheck.defined_names(str(message.get("content") or ""))
+        return names
+
+    def _prechecked(self, reply: list[dict], llm_messages: list[dict], overrides: dict | None) -> Iterator[dict]:
+        """Code that cannot work as written (precheck.py) is replaced by the best of up to
+        agent.precheck_samples replies sampled at agent.precheck_temperature (seeded, so repeatable); the
+        model's own reply stays when none is better."""
+        agent = self.agent
+        known, cwd = self._known_names(), Path.cwd()
+        fewest = len(precheck.reply_problems(reply, self.task, known, cwd))
+        if not precheck.blocks(reply) or not fewest:
+            return reply
+        best_text = None
+        for seed in range(1, agent.precheck_samples + 1):
+            sample = dict(overrides or {}, temperature=agent.precheck_temperature, seed=seed)
+            text = "".join(agent.llm.run(llm_messages, keep_head=agent._protected_head(llm_messages), overrides=sample))
+            candidate = parse(text)
+            if not precheck.blocks(candidate):
+                continue
+            found = precheck.reply_problems(candidate, self.task, known, cwd)
+            if len(found) < fewest:
+                best_text, fewest = text, len(found)
+                if not found:
+                    break
+        if best_text is None:
+            return reply
+        agent.messages[:] = [m for m in agent.messages if not any(m is r for r in reply)]
+        agent._note("that code could not work as written; the model wrote it again")
+        return (yield from self._stream(iter([best_text])))
 
     def _record(self, chunk: dict, reply: list[dict]) -> None:
         if chunk.get("start"):
@@ -160,9 +249,21 @@ class Turn:
                 outcome = "repeated"
                 break
             self.already_run.add(key)
+            harm = precheck.overwrites(code_message["content"], self.task, Path.cwd()) if agent.precheck_samples else []
+            if harm:  # a file the task only names is not written over: the code does not run
+                output = NOT_RUN_TEMPLATE.replace("{content}", ", ".join(harm)).replace("{code}", repair.read_code(harm[0]))
+                yield from self._not_run(output)
+                outcome = "ran"
+                if first_failure is None:
+                    first_failure = repair.Failure(code_message.get("format") or "python", "not run", output)
+                    if self._can_repair():
+                        self._ask(self._template("failed").replace("{content}", output).replace("{error}", output))
+                continue
             output = yield from self._run_code(code_message)
             outcome = "ran"
             failure = repair.diagnose(code_message.get("format") or "python", code_message["content"], output)
+            if failure is None:
+                self.last_output, self.last_code = output, code_message["content"]
             if failure is not None and first_failure is None:
                 first_failure = failure
                 if self._can_repair():
@@ -174,6 +275,12 @@ class Turn:
             if first_failure is None:
                 self._resolve_restarts()
         return outcome
+
+    def _not_run(self, text: str) -> Iterator[dict]:
+        self.agent.messages.append({"role": "computer", "type": "console", "format": "output", "content": text})
+        yield {"role": "computer", "type": "console", "start": True}
+        yield {"role": "computer", "type": "console", "format": "output", "content": text + "\n"}
+        yield {"role": "computer", "type": "console", "end": True}
 
     def _resolve_restarts(self) -> None:
         """The code works now: the model reads the task as it was, its good code and the output (no note)."""
