@@ -5,9 +5,10 @@
    (OpenInterpreter.chat(stream=True): litellm, the fence parser, LMC chunks), alternated, median of each.
    Ratio = agent tokens/s / direct tokens/s (goal >= 0.97).
 2. Task success: every harness in HARNESSES (a prompt variant of oi_local.agent.templates plus the harness
-   features: everyday modules in the kernel, repair requests, the asked-for files checked) on the tuning suite
-   (bench/tasks.py) and the untuned one (bench/tasks_untuned.py, written before any tuning and never tuned
-   on), each run twice: SmolLM2-135M-Instruct Q4_1, temperature 0, auto_run, the local defaults' limit of
+   features: everyday modules in the kernel, repair requests, the asked-for files checked, the precheck and
+   the answer checks) on the tuning suite (bench/tasks.py), the untuned one (bench/tasks_untuned.py, written
+   before any tuning and never tuned on) and the fresh one (bench/tasks_fresh.py, written by a helper who saw
+   neither other suite nor the worked examples; reported, never used to choose), each run twice: SmolLM2-135M-Instruct Q4_1, temperature 0, auto_run, the local defaults' limit of
    model replies per task (max_turns 6), max_tokens 160, one fresh folder per task; the server started as
    oi_local's runner starts it on this CPU (its thread plan, flash attention on). Baselines: Open
    Interpreter's own system message and templates, and the local default before issue 10 ("before").
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks import TASKS, BenchTask  # noqa: E402
+from tasks_fresh import TASKS as FRESH  # noqa: E402
 from tasks_untuned import TASKS as UNTUNED  # noqa: E402
 
 from standins.raw_llama import as_the_runner, require_test_model, server  # noqa: E402
@@ -124,6 +126,9 @@ class Harness:
     restart: bool = False  # repairs restate the task with the error (agent.repair_restart)
     repair_temperature: float | None = None
     first_grammar: tuple[str, ...] = ()
+    precheck: int = 0  # agent.precheck_samples
+    check_answers: bool = False
+    short_answers: bool = False
     note: str = ""
 
 
@@ -135,6 +140,15 @@ HARNESSES = [
             note="preload, at most 2 repair requests after the failed code in the conversation, files checked"),
     Harness("turns+restart-2", "example-turns", max_repairs=2, check_files=True, restart=True,
             note="preload, at most 2 repairs restating the task with the error, files checked"),
+    Harness("turns+precheck", "example-turns", max_repairs=2, check_files=True, restart=True, precheck=4,
+            note="turns+restart-2, code that cannot work replaced by the best of up to 4 sampled replies (precheck)"),
+    Harness("turns+precheck+answers", "example-turns", max_repairs=2, check_files=True, restart=True, precheck=4,
+            check_answers=True, short_answers=True,
+            note="turns+precheck, the answer asked from the task and output alone and asked again when it "
+                 "says nothing of the output"),
+    Harness("turns+1+precheck+answers", "example-turns+1", max_repairs=2, check_files=True, restart=True, precheck=4,
+            check_answers=True, short_answers=True,
+            note="turns+precheck+answers with the closest example of the Python pool after the two fixed ones"),
     Harness("chosen", "chosen-examples", note="+ preload, the two worked examples of a pool closest to the task"),
     Harness("chosen+grammar", "chosen-examples", first_grammar=("python", "shell"),
             note="chosen, the first reply constrained to one python or shell block (GBNF grammar)"),
@@ -148,6 +162,8 @@ HARNESSES = [
             note="chosen, at most 3 repairs restating the task with the error, files checked"),
     Harness("chosen+restart-3-t0.7", "chosen-examples", max_repairs=3, check_files=True, restart=True,
             repair_temperature=0.7, note="chosen+restart-3, repair replies sampled at 0.7 (a second sample, seeded)"),
+    Harness("chosen+precheck+answers", "chosen-examples", max_repairs=2, check_files=True, restart=True, precheck=4,
+            check_answers=True, short_answers=True, note="chosen+restart-2 with precheck and the answer checks"),
 ]
 
 
@@ -214,6 +230,9 @@ def run_suite(base: str, harness: Harness, tasks: list[BenchTask]) -> dict[str, 
     interpreter.repair_restart = harness.restart
     interpreter.repair_temperature = harness.repair_temperature
     interpreter.first_reply_grammar = harness.first_grammar
+    interpreter.precheck_samples = harness.precheck
+    interpreter.check_answers = harness.check_answers
+    interpreter.short_answers = harness.short_answers
     interpreter.llm.max_tokens = TASK_MAX_TOKENS
     results = {}
     home = os.getcwd()
@@ -249,7 +268,8 @@ def harness_settings(harness: Harness) -> dict:
     """The harness's settings as the agent's attributes (compare: templates.LOCAL_HARNESS)."""
     return {"max_repairs": harness.max_repairs, "repair_restart": harness.restart,
             "repair_temperature": harness.repair_temperature, "check_asked_files": harness.check_files,
-            "first_reply_grammar": harness.first_grammar}
+            "first_reply_grammar": harness.first_grammar, "precheck_samples": harness.precheck,
+            "check_answers": harness.check_answers, "short_answers": harness.short_answers}
 
 
 def is_local_default(harness: Harness) -> bool:
@@ -301,7 +321,8 @@ def suite_tables(title: str, tasks: list[BenchTask], runs: dict[str, list[dict[s
     return "\n".join(lines)
 
 
-SUITES = {"tuning suite (bench/tasks.py)": TASKS, "untuned suite (bench/tasks_untuned.py)": UNTUNED}
+SUITES = {"tuning suite (bench/tasks.py)": TASKS, "untuned suite (bench/tasks_untuned.py)": UNTUNED,
+          "fresh suite (bench/tasks_fresh.py)": FRESH}
 
 
 def task_success(base: str, harnesses: list[Harness] | None = None, repeats: int = REPEATS_TASKS,
@@ -361,8 +382,10 @@ if __name__ == "__main__":
     parser.add_argument("--harness", action="append", help="run only these harnesses (repeatable)")
     parser.add_argument("--repeats", type=int, default=REPEATS_TASKS)
     parser.add_argument("--no-overhead", action="store_true", help="skip the streaming-overhead measurement")
-    parser.add_argument("--suite", choices=("tuning", "untuned", "both"), default="both")
+    parser.add_argument("--suite", choices=("tuning", "untuned", "fresh", "both", "all"), default="all",
+                        help="both: tuning and untuned; all: the fresh suite too")
     options = parser.parse_args()
     chosen = [h for h in HARNESSES if not options.harness or h.name in options.harness]
-    picked = {title: tasks for title, tasks in SUITES.items() if options.suite == "both" or title.startswith(options.suite)}
+    picked = {title: tasks for title, tasks in SUITES.items() if options.suite == "all" or title.startswith(options.suite)
+              or (options.suite == "both" and not title.startswith("fresh"))}
     print(run(chosen, options.repeats, overhead=not options.no_overhead, suites=picked))
