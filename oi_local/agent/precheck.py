@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import importlib
 import inspect
 import re
 import sys
@@ -93,12 +92,9 @@ def _resolve(node: ast.expr, modules: frozenset[str] | set[str]):
     parts.reverse()
     if len(parts) == 1:
         return getattr(builtins, parts[0], None)
-    if parts[0] not in modules or parts[0] not in sys.stdlib_module_names:
-        return None
-    try:
-        target = importlib.import_module(parts[0])
-    except ImportError:
-        return None
+    target = sys.modules.get(parts[0]) if parts[0] in modules and parts[0] in sys.stdlib_module_names else None
+    if target is None:
+        return None  # never imported for a check: importing a module can do things (antigravity opens a browser)
     for part in parts[1:]:
         target = getattr(target, part, None)
         if target is None:
