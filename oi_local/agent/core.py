@@ -13,6 +13,7 @@ from oi_local import settings as declared
 from oi_local.agent import messages as lmc
 from oi_local.agent.examples import select as select_examples
 from oi_local.agent.llm import LOCAL_STOP_SEQUENCES, Llm
+from oi_local.agent.precheck import SAMPLE_TEMPERATURE
 from oi_local.agent.templates import (
     LOCAL_DEFAULT,
     LOCAL_HARNESS,
@@ -63,7 +64,7 @@ class OpenInterpreter:
         self.repair_restart = False  # a repair restates the task with the error instead of continuing after it
         self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
         self.precheck_samples = 0  # code that cannot work (agent/precheck.py): the best of this many sampled replies
-        self.precheck_temperature = 0.8  # (and files the task only names are not written over while it is on)
+        self.precheck_temperature = SAMPLE_TEMPERATURE  # (and files the task only names are not written over while it is on)
         self.check_answers = False  # an answer that says nothing of the output is asked for again, once
         self.short_answers = False  # after a run that worked, the answer is asked from the task and output alone
         self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these

@@ -1,6 +1,6 @@
 """Precheck: what can be told about a reply's code before it runs, from the code and the task alone.
 
-A small model at temperature 0 often writes code that cannot work: Python that does not parse, a name it
+A small model decoding greedily often writes code that cannot work: Python that does not parse, a name it
 never defined (`file_name`, `data` for data.txt), or code that leaves out what the task names (the file,
 the quoted text, the numbers). `problems` lists those for one block, `reply_problems` for a whole reply,
 so the agent can sample a few alternatives and run the one with the fewest instead of code that is bound
@@ -22,6 +22,8 @@ from oi_local.agent import repair
 _QUOTED = re.compile(r"'([^'\n]{1,80})'|\"([^\"\n]{1,80})\"")
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.]*\w)")
 _BUILTINS = frozenset(dir(builtins))
+# The sampled replies' temperature: far enough from greedy to leave a wrong idea; seeded, so a run repeats.
+SAMPLE_TEMPERATURE = 0.8
 KERNEL_NAMES = frozenset({"display", "get_ipython", "In", "Out", "_", "computer"})  # IPython's, the computer API
 
 
