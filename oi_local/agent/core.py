@@ -63,8 +63,10 @@ class OpenInterpreter:
         self.repair_templates: dict[str, str] = dict(REPAIR_TEMPLATES)  # "failed", "restated", "missing", "restart"
         self.repair_restart = False  # a repair restates the task with the error instead of continuing after it
         self.repair_temperature: float | None = None  # a repair reply's temperature (seeded); None: llm's
-        self.precheck_samples = 0  # code that cannot work (agent/precheck.py): the best of this many sampled replies
-        self.precheck_temperature = SAMPLE_TEMPERATURE  # (and files the task only names are not written over while it is on)
+        # code that cannot work (agent/precheck.py) is replaced by the best of this many sampled replies; while
+        # this is on, code that would write over a file the task only names does not run
+        self.precheck_samples = 0
+        self.precheck_temperature = SAMPLE_TEMPERATURE
         self.check_answers = False  # an answer that says nothing of the output is asked for again, once
         self.short_answers = False  # after a run that worked, the answer is asked from the task and output alone
         self.first_reply_grammar: tuple[str, ...] = ()  # llama.cpp servers: a task's first reply is one block in these

@@ -180,7 +180,7 @@ LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXA
 
 # Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct; bench/RESULTS.md): the harness that
 # does best on the untuned suite. Examples chosen from the pool do better on the tuning suite (10/12 with the
-# same checks, against 5/12) and worse on the untuned one (2/15 against 7/15): the pool was written with the
+# same checks, against 5/12) and worse on the untuned one (4/15 against 7/15): the pool was written with the
 # tuning suite in view, and the test model copies the closest example.
 LOCAL_DEFAULT = EXAMPLE_TURNS
 
