@@ -203,3 +203,16 @@ def _no_hub_by_accident(monkeypatch):
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if "HF_ENDPOINT" not in os.environ:
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """An agent with a real kernel in an empty folder of its own, for replies scripted through the seed's
+    `llm.completions` hook; at most 2 repairs."""
+    from oi_local import OpenInterpreter
+
+    monkeypatch.chdir(tmp_path)
+    interpreter = OpenInterpreter(conversation_history=False, auto_run=True)
+    interpreter.max_repairs = 2
+    yield interpreter
+    interpreter.computer.terminate()

@@ -88,13 +88,9 @@ class Sampled:
 
 
 @pytest.fixture
-def agent(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    interpreter = OpenInterpreter(conversation_history=False, auto_run=True)
-    interpreter.max_repairs = 2
-    interpreter.precheck_samples = 3
-    yield interpreter
-    interpreter.computer.terminate()
+def agent(agent):
+    agent.precheck_samples = 3
+    return agent
 
 
 def code_run(messages: list[dict]) -> list[str]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-from oi_local import OpenInterpreter
 from oi_local.agent import repair
 from oi_local.agent.templates import REPAIR_TEMPLATES
 from oi_local.computer import Computer
@@ -136,15 +133,6 @@ class Scripted:
     def __call__(self, messages, **params):
         self.requests.append([dict(m) for m in messages])
         yield self.replies.pop(0) if self.replies else "Done."
-
-
-@pytest.fixture
-def agent(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    interpreter = OpenInterpreter(conversation_history=False, auto_run=True)
-    interpreter.max_repairs = 2
-    yield interpreter
-    interpreter.computer.terminate()
 
 
 def script(agent, *replies):

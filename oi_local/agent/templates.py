@@ -7,7 +7,7 @@ under every harness and reports how many tasks each completes; see bench/RESULTS
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DEFAULT_SYSTEM_MESSAGE = """You are Open Interpreter, a world-class programmer who can complete any goal by running code.
 First write a short plan, and recap it between code blocks: you forget things quickly.
@@ -159,15 +159,10 @@ CHOSEN_EXAMPLES = PromptVariant(
 )
 
 # The two fixed examples, then the closest example of the pool.
-EXAMPLE_TURNS_PLUS_ONE = PromptVariant(
+EXAMPLE_TURNS_PLUS_ONE = replace(
+    CHOSEN_EXAMPLES,
     name="example-turns+1",
-    system_message=_LOCAL_SYSTEM_MESSAGE,
-    execution_instructions="",
-    user_message_template=_REMINDER,
-    code_output_template=EXAMPLE_TURNS.code_output_template,
-    empty_code_output_template=_EMPTY_OUTPUT,
     examples=EXAMPLE_TURNS.examples,
-    example_pool=PYTHON_POOL,
     examples_per_task=1,
     notes="The two fixed worked examples, then the closest of the Python pool.",
 )

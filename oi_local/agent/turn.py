@@ -208,7 +208,7 @@ class Turn:
         agent = self.agent
         known, cwd = self._known_names(), Path.cwd()
         fewest = len(precheck.reply_problems(reply, self.task, known, cwd))
-        if not precheck.blocks(reply) or not fewest:
+        if not fewest:  # no code, or nothing wrong with it
             return reply
         best_text = None
         for seed in range(1, agent.precheck_samples + 1):
