@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oi_local.agent import codeblocks
 from oi_local.agent.codeblocks import FenceParser, assemble, canonical_language, parse
 
 REPLIES = Path(__file__).parent / "fixtures" / "replies"
@@ -258,3 +259,19 @@ def test_session_blocks_record_the_code_without_prompts():
     parser = FenceParser()
     assemble(parser.feed("```shell\n$ echo hi\nhi\n```") + parser.finish())
     assert parser.blocks == [("shell", "echo hi")]
+
+
+@pytest.mark.parametrize(("code", "is_python"), [
+    ("print(len(os.listdir()))", True),
+    ("# the files\nimport os\nprint(os.listdir())", True),
+    ('with open("a.txt") as f:\n    print(f.read())', True),
+    ("ls", False),  # parses as Python, but a command
+    ("whoami", False),  # parses as Python and names nothing it does
+    ("ls -la | wc -l", False),
+    ('find . -name "*.log"', False),
+    ("echo hi", False),
+    ("x=5", False),  # a shell assignment as much as a Python one
+    ('for f in *.log; do echo "$f"; done', False),
+])
+def test_python_in_a_block_tagged_shell_is_told_from_a_script(code, is_python):
+    assert codeblocks.python_in_shell(code) is is_python

@@ -19,10 +19,14 @@ it produces do not depend on how the reply was split into pieces. What it does:
   before Python; when a block's first line has a prompt, its lines without one are the session's output
   and are dropped;
 - backticks inside code or text that do not form a fence are kept as they are.
+
+`python_in_shell` tells a block tagged shell that holds Python (`print(len(os.listdir()))`: small models
+tag by habit) from a shell script; the agent runs such a block as Python.
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 
 from oi_local.agent.pasted_prompts import PromptStripper
@@ -69,6 +73,23 @@ def guess_language(first_line: str) -> str:
         # `python3 script.py` is a command; `python3` alone would start a REPL either way.
         return "shell"
     return "python"
+
+
+_PYTHON_ONLY = (ast.Call, ast.Import, ast.ImportFrom, ast.With, ast.For, ast.While,
+                ast.FunctionDef, ast.If, ast.Subscript)
+
+
+def python_in_shell(code: str) -> bool:
+    """A block tagged shell that is Python, not a script: it parses as Python, its first line does not
+    start with a shell command, and it does more than name something (`whoami` parses as Python too)."""
+    lines = [line for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines or guess_language(lines[0]) != "python":
+        return False
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return any(isinstance(node, _PYTHON_ONLY) for node in ast.walk(tree))
 
 
 def _fence_tag(info: str) -> str:
