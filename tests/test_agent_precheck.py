@@ -11,7 +11,7 @@ import pytest
 
 from oi_local import OpenInterpreter
 from oi_local.agent import precheck, repair
-from oi_local.agent.templates import ANSWER_SYSTEM_MESSAGE, LOCAL_HARNESS
+from oi_local.agent.templates import ANSWER_SYSTEM_MESSAGE, EXAMPLE_TURNS_FALLBACK, LOCAL_HARNESS
 
 KERNEL = {"os", "math", "Path"}
 
@@ -164,6 +164,47 @@ def test_an_answer_that_says_nothing_of_the_output_is_asked_for_once_more(agent)
     again = model.calls[2][2][-1]["content"]
     assert again.startswith("Output: 16") and "does not use the output" in again
     assert new[-1]["content"] == "It has 16." and len(model.calls) == 3
+
+
+def test_a_block_tagged_shell_that_holds_python_runs_as_python(agent):
+    agent.llm.completions = Sampled(["```shell\nprint(17 * 23)\n```", "17 * 23 is 391."])
+    new = agent.chat("What is 17 * 23?", display=False)
+    code = next(m for m in new if m["type"] == "code")
+    assert code["format"] == "python"
+    assert [m["content"].strip() for m in new if m["type"] == "console"] == ["391"]
+
+
+def _with_pool(agent: OpenInterpreter) -> OpenInterpreter:
+    agent.apply_prompt_variant(EXAMPLE_TURNS_FALLBACK)
+    return agent
+
+
+FIXED_EXAMPLE, POOL_EXAMPLE = "What is 15 * 4?", "How many lines does the file log.txt have?"
+
+
+def sent(call: tuple) -> list[str]:
+    return [m["content"] for m in call[2]]
+
+
+def test_after_a_failed_run_the_model_is_shown_the_pools_closest_examples(agent, tmp_path):
+    (tmp_path / "data.txt").write_text("".join(f"row {i}\n" for i in range(7)))
+    agent, agent.precheck_samples = _with_pool(agent), 0
+    model = Sampled(["```python\nprint(open('data.txt').read().count())\n```",
+                     "```python\nprint(len(open('data.txt').readlines()))\n```", "data.txt has 7 lines."])
+    agent.llm.completions = model
+    new = agent.chat("How many lines are in the file data.txt?", display=False)
+    assert "TypeError" in next(m for m in new if m["type"] == "console")["content"]
+    assert FIXED_EXAMPLE in sent(model.calls[0]) and POOL_EXAMPLE not in sent(model.calls[0])
+    assert POOL_EXAMPLE in sent(model.calls[1]) and FIXED_EXAMPLE not in sent(model.calls[1])
+    assert new[-1]["content"] == "data.txt has 7 lines."
+
+
+def test_an_answer_asked_for_again_keeps_the_fixed_examples(agent):
+    agent, agent.check_answers = _with_pool(agent), True
+    model = Sampled(["```python\nprint(17 * 23)\n```", "15 * 4 is 60.", "It is 391."])
+    agent.llm.completions = model
+    agent.chat("What is 17 * 23?", display=False)
+    assert len(model.calls) == 3 and all(FIXED_EXAMPLE in sent(call) for call in model.calls)
 
 
 def test_the_local_defaults_turn_the_checks_on():

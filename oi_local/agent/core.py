@@ -74,6 +74,9 @@ class OpenInterpreter:
         self.example_messages: list[dict] = []  # worked example turns sent after the system message
         self.example_pool: tuple = ()  # worked examples to choose from per task (agent/examples.py)
         self.examples_per_task = 0  # how many of the pool are sent (the closest to the task last)
+        # after a failure in the turn (a run that failed or was not run, or what the task asked for missing),
+        # this many examples of the pool closest to the task are sent in place of the fixed ones (0: never)
+        self.fallback_examples = 0
         self.total_cost = 0.0
         self.anonymized_telemetry = False  # nothing is ever sent anywhere
         self.llm = llm or Llm()
@@ -143,6 +146,7 @@ class OpenInterpreter:
         self.code_output_sender = variant.code_output_sender
         self.example_messages = [{"role": role, "content": content} for role, content in variant.examples]
         self.example_pool, self.examples_per_task = variant.example_pool, variant.examples_per_task
+        self.fallback_examples = variant.fallback_examples
         self.repair_templates = dict(variant.repair_templates)
         for name, value in variant.settings.items():
             setattr(self, name, value)
@@ -173,18 +177,21 @@ class OpenInterpreter:
             supports_vision=self.llm.supports_vision,
         )
 
-    def examples_for(self, task: str) -> list[dict]:
+    def examples_for(self, task: str, fallback: bool = False) -> list[dict]:
         """The worked example turns sent before the conversation: the fixed ones, then those of the pool
-        closest to the task."""
+        closest to the task; with `fallback` (and agent.fallback_examples), the pool's closest alone."""
+        if fallback and self.example_pool and self.fallback_examples:
+            return select_examples(self.example_pool, task, self.fallback_examples)
         chosen = [dict(m) for m in self.example_messages]
         if self.example_pool and self.examples_per_task:
             chosen += select_examples(self.example_pool, task, self.examples_per_task)
         return chosen
 
-    def llm_messages(self) -> list[dict]:
-        """What the model is sent next (before trimming to the context window)."""
+    def llm_messages(self, fallback: bool = False) -> list[dict]:
+        """What the model is sent next (before trimming to the context window); `fallback`: see
+        examples_for."""
         converted = lmc.to_llm_messages(self._messages, self.full_system_message(), self.templates())
-        examples = self.examples_for(lmc.last_user_text(self._messages))
+        examples = self.examples_for(lmc.last_user_text(self._messages), fallback)
         self._examples_sent = len(examples)
         if not examples:
             return converted

@@ -84,6 +84,7 @@ class PromptVariant:
     repair_templates: dict = field(default_factory=lambda: dict(REPAIR_TEMPLATES))
     example_pool: tuple = ()  # worked examples (each a tuple of turns) chosen per task, after `examples`
     examples_per_task: int = 0
+    fallback_examples: int = 0  # after a failure in the turn, this many of the pool in place of all the above
 
 
 # Open Interpreter's own settings, as a baseline for local models.
@@ -167,17 +168,28 @@ EXAMPLE_TURNS_PLUS_ONE = replace(
     notes="The two fixed worked examples, then the closest of the Python pool.",
 )
 
+# The two fixed examples; once a run in the turn has failed (or what the task asked for is missing), the two
+# examples of the pool closest to the task in their place: the fixed examples do better on the untuned
+# suite's first replies, the pool's on the file and folder tasks.
+EXAMPLE_TURNS_FALLBACK = replace(
+    EXAMPLE_TURNS,
+    name="example-turns+fallback",
+    example_pool=PYTHON_POOL,
+    fallback_examples=2,
+    notes="The two fixed worked examples; after a failure, the two of the Python pool closest to the task instead.",
+)
+
 # The variants bench/bench_agent.py compares. Measured and dropped (bench/RESULTS.md has the figures): one
 # worked example in the system message, the same with a reminder, one fixed example per kind (shell for files
 # and folders), shell named first, 1 or 3 chosen examples, the two fixed examples plus one chosen.
 LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_TURNS, EXAMPLE_TURNS_PLUS_ONE,
-                                                                 CHOSEN_EXAMPLES)}
+                                                                 EXAMPLE_TURNS_FALLBACK, CHOSEN_EXAMPLES)}
 
 # Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct; bench/RESULTS.md): the harness that
-# does best on the untuned suite. Examples chosen from the pool do better on the tuning suite (10/12 with the
-# same checks, against 5/12) and worse on the untuned one (4/15 against 7/15): the pool was written with the
-# tuning suite in view, and the test model copies the closest example.
-LOCAL_DEFAULT = EXAMPLE_TURNS
+# does best on the untuned suite, ties broken by the tuning suite. The fixed examples do better than chosen
+# ones on the untuned suite's first replies; after a failure the pool's closest examples take their place
+# (the pool was written with the tuning suite in view, and the test model copies the closest example).
+LOCAL_DEFAULT = EXAMPLE_TURNS_FALLBACK
 
 # The harness settings of the local defaults (attributes of OpenInterpreter), chosen the same way.
 LOCAL_HARNESS: dict = {

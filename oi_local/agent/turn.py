@@ -13,7 +13,10 @@ parse, a name nothing defines, a call that fails whatever the data, what the tas
 replaced by the best of that many sampled replies (seeded, so a run repeats), and code that would write
 over a file the task only names does not run. With agent.short_answers, the answer after a run that worked
 is asked from the task and its output alone (a small model copies the worked examples' answers); with
-agent.check_answers, an answer that says nothing of the output is asked for once more.
+agent.check_answers, an answer that says nothing of the output is asked for once more. With
+agent.fallback_examples, the replies after a failure (a repair request other than that last one) are asked
+with the examples of the pool closest to the task in place of the fixed ones. A block tagged shell that
+holds Python runs as Python (codeblocks.python_in_shell).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oi_local.agent import grammar, precheck, repair
-from oi_local.agent.codeblocks import FenceParser, parse
+from oi_local.agent.codeblocks import FenceParser, parse, python_in_shell
 from oi_local.agent.messages import last_user_text
 from oi_local.agent.templates import (
     ANSWER_SYSTEM_MESSAGE,
@@ -54,6 +57,7 @@ class Turn:
         self.asked_for_answer = False
         self.last_output = self.last_code = ""  # of the last run that did not fail
         self.repairing = False  # the next reply answers a repair request
+        self.failed = False  # a run failed, or the turn was told what is missing (agent.fallback_examples)
         self.task = last_user_text(agent.messages)
 
     def run(self) -> Iterator[dict]:
@@ -84,9 +88,10 @@ class Turn:
     def _can_repair(self) -> bool:
         return self.repairs < (self.agent.max_repairs or 0)
 
-    def _ask(self, text: str, restart: bool = True) -> None:
+    def _ask(self, text: str, restart: bool = True, failed: bool = True) -> None:
         self.repairs += 1
         self.repairing = True
+        self.failed = self.failed or failed
         message = {"role": "computer", "type": "message", "format": REPAIR_FORMAT, "content": text}
         if self.agent.repair_restart and restart:
             message["restart"] = True
@@ -134,7 +139,7 @@ class Turn:
                 and self.last_output and not repair.grounded(reply_text(reply), self.last_output, self.task + " " + self.last_code)):
             self.asked_for_answer = True
             self._ask(self.agent.repair_templates.get("ungrounded", REPAIR_TEMPLATES["ungrounded"]).replace(
-                "{content}", self.last_output.strip()), restart=False)
+                "{content}", self.last_output.strip()), restart=False, failed=False)
             return True
         return False
 
@@ -144,7 +149,7 @@ class Turn:
         """Stream one model reply as LMC chunks, recording its messages as they grow; returns them. Code that
         cannot work (precheck) is replaced by the best of a few sampled alternatives, when allowed."""
         agent = self.agent
-        llm_messages = agent.llm_messages()
+        llm_messages = agent.llm_messages(fallback=self.failed)
         overrides, self.repairing = self._reply_overrides(), False
         if agent.short_answers and self.last_output.strip() and self._output_is_last():
             answer = self._short_answer(overrides)
@@ -243,6 +248,9 @@ class Turn:
         outcome = "none"
         first_failure = None
         for code_message in [m for m in reply if m["type"] == "code" and m["content"].strip()]:
+            if code_message.get("format") == "shell" and python_in_shell(code_message["content"]):
+                code_message["format"] = "python"
+                agent._note_once("python-in-shell", "a block tagged shell holds Python: it runs as Python")
             key = (code_message.get("format") or "", code_message["content"].strip())
             if agent.stop_on_repeated_code and key in self.already_run:
                 agent._note_once("repeat", "the model repeated code it already ran; the turn ends here")
