@@ -149,6 +149,10 @@ HARNESSES = [
     Harness("turns+1+precheck+answers", "example-turns+1", max_repairs=2, check_files=True, restart=True, precheck=4,
             check_answers=True, short_answers=True,
             note="turns+precheck+answers with the closest example of the Python pool after the two fixed ones"),
+    Harness("fallback+precheck+answers", "example-turns+fallback", max_repairs=2, check_files=True, restart=True,
+            precheck=4, check_answers=True, short_answers=True,
+            note="turns+precheck+answers; after a failure in the turn, the two examples of the Python pool closest "
+                 "to the task in place of the fixed ones"),
     Harness("chosen", "chosen-examples", note="+ preload, the two worked examples of a pool closest to the task"),
     Harness("chosen+grammar", "chosen-examples", first_grammar=("python", "shell"),
             note="chosen, the first reply constrained to one python or shell block (GBNF grammar)"),
@@ -225,14 +229,8 @@ def run_suite(base: str, harness: Harness, tasks: list[BenchTask]) -> dict[str, 
 
     interpreter = make_interpreter(base, make_computer(harness.preload))
     interpreter.apply_prompt_variant(LOCAL_VARIANTS[harness.prompt])
-    interpreter.max_repairs = harness.max_repairs
-    interpreter.check_asked_files = harness.check_files
-    interpreter.repair_restart = harness.restart
-    interpreter.repair_temperature = harness.repair_temperature
-    interpreter.first_reply_grammar = harness.first_grammar
-    interpreter.precheck_samples = harness.precheck
-    interpreter.check_answers = harness.check_answers
-    interpreter.short_answers = harness.short_answers
+    for name, value in harness_settings(harness).items():
+        setattr(interpreter, name, value)
     interpreter.llm.max_tokens = TASK_MAX_TOKENS
     results = {}
     home = os.getcwd()
