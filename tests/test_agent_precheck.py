@@ -174,11 +174,6 @@ def test_a_block_tagged_shell_that_holds_python_runs_as_python(agent):
     assert [m["content"].strip() for m in new if m["type"] == "console"] == ["391"]
 
 
-def _with_pool(agent: OpenInterpreter) -> OpenInterpreter:
-    agent.apply_prompt_variant(EXAMPLE_TURNS_FALLBACK)
-    return agent
-
-
 FIXED_EXAMPLE, POOL_EXAMPLE = "What is 15 * 4?", "How many lines does the file log.txt have?"
 
 
@@ -188,7 +183,8 @@ def sent(call: tuple) -> list[str]:
 
 def test_after_a_failed_run_the_model_is_shown_the_pools_closest_examples(agent, tmp_path):
     (tmp_path / "data.txt").write_text("".join(f"row {i}\n" for i in range(7)))
-    agent, agent.precheck_samples = _with_pool(agent), 0
+    agent.apply_prompt_variant(EXAMPLE_TURNS_FALLBACK)
+    agent.precheck_samples = 0
     model = Sampled(["```python\nprint(open('data.txt').read().count())\n```",
                      "```python\nprint(len(open('data.txt').readlines()))\n```", "data.txt has 7 lines."])
     agent.llm.completions = model
@@ -200,7 +196,8 @@ def test_after_a_failed_run_the_model_is_shown_the_pools_closest_examples(agent,
 
 
 def test_an_answer_asked_for_again_keeps_the_fixed_examples(agent):
-    agent, agent.check_answers = _with_pool(agent), True
+    agent.apply_prompt_variant(EXAMPLE_TURNS_FALLBACK)
+    agent.check_answers = True
     model = Sampled(["```python\nprint(17 * 23)\n```", "15 * 4 is 60.", "It is 391."])
     agent.llm.completions = model
     agent.chat("What is 17 * 23?", display=False)

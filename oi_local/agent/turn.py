@@ -14,8 +14,8 @@ replaced by the best of that many sampled replies (seeded, so a run repeats), an
 over a file the task only names does not run. With agent.short_answers, the answer after a run that worked
 is asked from the task and its output alone (a small model copies the worked examples' answers); with
 agent.check_answers, an answer that says nothing of the output is asked for once more. With
-agent.fallback_examples, the replies after a failure (a repair request other than that last one) are asked
-with the examples of the pool closest to the task in place of the fixed ones. A block tagged shell that
+agent.fallback_examples, the replies after a failure (any repair request but that one for the answer) are
+asked with the examples of the pool closest to the task in place of the fixed ones. A block tagged shell that
 holds Python runs as Python (codeblocks.python_in_shell).
 """
 
