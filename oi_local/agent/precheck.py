@@ -67,16 +67,18 @@ def _bound_names(tree: ast.AST) -> set[str]:
     return bound
 
 
-def undefined_names(code: str, known: frozenset[str] | set[str] = frozenset()) -> list[str] | None:
-    """Names the Python code reads but nothing defines (None when it does not parse)."""
+def _parsed(code: str) -> ast.Module | None:
     try:
-        tree = ast.parse(code)
+        return ast.parse(code)
     except (SyntaxError, ValueError):
         return None
-    bound = _bound_names(tree) | _BUILTINS | set(known)
+
+
+def _undefined(tree: ast.AST, defined: set[str]) -> list[str]:
+    """Names the code reads that are not in `defined`, in order of first use."""
     missing: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
             if node.id not in missing:
                 missing.append(node.id)
     return missing
@@ -107,11 +109,11 @@ def _resolve(node: ast.expr, modules: frozenset[str] | set[str]):
 def call_problems(code: str, modules: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Calls that fail whatever the data: a standard function given the wrong arguments (`os.path.getsize()`),
     and the None that print() returns used as a value (`print(x) + "..."`)."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return []
-    bound = _bound_names(tree)
+    tree = _parsed(code)
+    return [] if tree is None else _call_problems(tree, _bound_names(tree), modules)
+
+
+def _call_problems(tree: ast.AST, bound: set[str], modules: frozenset[str] | set[str]) -> list[str]:
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.BinOp, ast.Attribute, ast.Subscript)):
@@ -174,16 +176,20 @@ def overwrites(code: str, task: str, cwd: Path) -> list[str]:
             re.search(r"open\(\s*['\"]" + re.escape(name) + r"['\"]\s*,\s*(?:mode\s*=\s*)?['\"][wa]", code)]
 
 
-def _code_problems(language: str, code: str, task: str, known: frozenset[str] | set[str], cwd: Path) -> list[str]:
+def _code_problems(language: str, code: str, task: str, known: frozenset[str] | set[str],
+                   cwd: Path) -> tuple[list[str], set[str]]:
+    """One block's problems, and the names it defines (Python that parses is read once for both)."""
     found: list[str] = []
+    bound: set[str] = set()
     if (language or "python").lower() == "python":
-        missing = undefined_names(code, known)
-        if missing is None:
+        tree = _parsed(code)
+        if tree is None:
             found.append("it is not valid Python")
         else:
-            found.extend(f"`{name}` is not defined" for name in missing)
-            found.extend(call_problems(code, known))
-    return found + _file_problems(code, task, cwd)
+            bound = _bound_names(tree)
+            found.extend(f"`{name}` is not defined" for name in _undefined(tree, bound | _BUILTINS | set(known)))
+            found.extend(_call_problems(tree, bound, known))
+    return found + _file_problems(code, task, cwd), bound
 
 
 def _left_out(code: str, task: str) -> list[str]:
@@ -200,7 +206,7 @@ def _left_out(code: str, task: str) -> list[str]:
 def problems(language: str, code: str, task: str, known: frozenset[str] | set[str] = frozenset(),
              cwd: Path | None = None) -> list[str]:
     """What makes this code unlikely to do the task, in words (empty: nothing seen)."""
-    return _code_problems(language, code, task, known, cwd or Path.cwd()) + _left_out(code, task)
+    return _code_problems(language, code, task, known, cwd or Path.cwd())[0] + _left_out(code, task)
 
 
 def blocks(messages: list[dict]) -> list[tuple[str, str]]:
@@ -214,18 +220,16 @@ def reply_problems(messages: list[dict], task: str, known: frozenset[str] | set[
     """The problems of a reply's code (fewer is better): each block's own, where a block may use what the
     blocks before it defined, and what the task names that no block uses."""
     found: list[str] = []
-    known = set(known)
+    known, cwd = set(known), cwd or Path.cwd()
     code = blocks(messages)
     for language, text in code:
-        found.extend(_code_problems(language, text, task, known, cwd or Path.cwd()))
-        if (language or "python").lower() == "python":
-            known |= defined_names(text)
+        block_problems, defined = _code_problems(language, text, task, known, cwd)
+        found.extend(block_problems)
+        known |= defined
     return found + (_left_out("\n".join(text for _, text in code), task) if code else [])
 
 
 def defined_names(code: str) -> set[str]:
     """The names Python code defines (none when it does not parse)."""
-    try:
-        return _bound_names(ast.parse(code))
-    except (SyntaxError, ValueError):
-        return set()
+    tree = _parsed(code)
+    return set() if tree is None else _bound_names(tree)

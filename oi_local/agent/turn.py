@@ -251,6 +251,7 @@ class Turn:
             if code_message.get("format") == "shell" and python_in_shell(code_message["content"]):
                 code_message["format"] = "python"
                 agent._note_once("python-in-shell", "a block tagged shell holds Python: it runs as Python")
+            language = code_message.get("format") or "python"
             key = (code_message.get("format") or "", code_message["content"].strip())
             if agent.stop_on_repeated_code and key in self.already_run:
                 agent._note_once("repeat", "the model repeated code it already ran; the turn ends here")
@@ -263,13 +264,13 @@ class Turn:
                 yield from self._not_run(output)
                 outcome = "ran"
                 if first_failure is None:
-                    first_failure = repair.Failure(code_message.get("format") or "python", "not run", output)
+                    first_failure = repair.Failure(language, "not run", output)
                     if self._can_repair():
                         self._ask(self._template("failed").replace("{content}", output).replace("{error}", output))
                 continue
             output = yield from self._run_code(code_message)
             outcome = "ran"
-            failure = repair.diagnose(code_message.get("format") or "python", code_message["content"], output)
+            failure = repair.diagnose(language, code_message["content"], output)
             if failure is None:
                 self.last_output, self.last_code = output, code_message["content"]
             if failure is not None and first_failure is None:
