@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import standins
 
+import standins
 from oi_local.machine import hardware, parsers
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hardware"

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 import standins
 
 REPO = Path(__file__).resolve().parent.parent
