@@ -11,7 +11,13 @@ import pytest
 
 from oi_local import OpenInterpreter
 from oi_local.agent import precheck, repair
-from oi_local.agent.templates import ANSWER_SYSTEM_MESSAGE, EXAMPLE_TURNS_FALLBACK, LOCAL_HARNESS
+from oi_local.agent.general_examples import GENERAL_POOL
+from oi_local.agent.templates import (
+    ANSWER_SYSTEM_MESSAGE,
+    EXAMPLE_TURNS_FALLBACK,
+    EXAMPLE_TURNS_GENERAL,
+    LOCAL_HARNESS,
+)
 
 KERNEL = {"os", "math", "Path"}
 
@@ -202,6 +208,57 @@ def test_an_answer_asked_for_again_keeps_the_fixed_examples(agent):
     agent.llm.completions = model
     agent.chat("What is 17 * 23?", display=False)
     assert len(model.calls) == 3 and all(FIXED_EXAMPLE in sent(call) for call in model.calls)
+
+
+GENERAL_EXAMPLE = 'Convert "happy birthday" to uppercase.'  # the general pool's closest to the task below
+
+
+class ShownTheIdiom(Sampled):
+    """A model that writes the right code only when a worked example shows it the idiom."""
+
+    def __call__(self, messages, temperature, **params):
+        if temperature and params.get("seed") is not None and any(m["content"] == GENERAL_EXAMPLE for m in messages):
+            self.calls.append((temperature, params["seed"], [dict(m) for m in messages]))
+            yield '```python\nprint("garden".upper())\n```'
+            return
+        yield from super().__call__(messages, temperature, **params)
+
+
+def test_a_first_reply_no_sample_mends_is_sampled_again_with_the_general_pools_closest_examples(agent):
+    agent.apply_prompt_variant(EXAMPLE_TURNS_GENERAL)
+    agent.precheck_samples = 2
+    model = ShownTheIdiom(['```python\nprint("Garden is a nice word.")\n```', "It is GARDEN."])
+    agent.llm.completions = model
+    new = agent.chat('Convert the word "garden" to upper case.', display=False)
+    assert [seed for _, seed, _ in model.calls[:4]] == [None, 1, 2, 1]  # the fixed examples' samples, then the pool's
+    assert FIXED_EXAMPLE in sent(model.calls[2]) and GENERAL_EXAMPLE not in sent(model.calls[2])
+    assert GENERAL_EXAMPLE in sent(model.calls[3]) and FIXED_EXAMPLE not in sent(model.calls[3])
+    assert 'Convert the word "garden" to upper case.' in sent(model.calls[3])[-1]
+    assert not any("Garden is a nice word." in text for text in sent(model.calls[3]))  # the rejected reply is not sent
+    assert code_run(new) == ['print("garden".upper())']  # the model's own code never ran
+    assert [m["content"].strip() for m in new if m["type"] == "console"] == ["GARDEN"]
+
+
+def test_when_the_pools_samples_do_not_mend_it_either_the_models_own_code_runs(agent):
+    agent.apply_prompt_variant(EXAMPLE_TURNS_GENERAL)
+    agent.precheck_samples = 2
+    model = Sampled(["```python\nprint(answer)\n```", "```python\nprint(391)\n```", "It is 391."])
+    agent.llm.completions = model
+    new = agent.chat("What is 17 * 23?", display=False)
+    assert [seed for _, seed, _ in model.calls[:6]] == [None, 1, 2, 1, 2, None]  # both rounds, then the repair
+    assert code_run(new)[0] == "print(answer)"
+
+
+def test_after_a_failure_no_reply_is_sampled_with_the_general_pool(agent):
+    agent.apply_prompt_variant(EXAMPLE_TURNS_GENERAL)
+    agent.precheck_samples = 2
+    # the first code has no problem precheck can see, but fails; the repair reply has one, and no sample mends it
+    model = Sampled(["```python\nprint(17 * 23 / 0)\n```", "```python\nprint(answer)\n```", "It is 391."])
+    agent.llm.completions = model
+    agent.chat("What is 17 * 23?", display=False)
+    assert [seed for _, seed, _ in model.calls[:4]] == [None, None, 1, 2]
+    general = {turns[0][1] for turns in GENERAL_POOL}
+    assert not any(general & set(sent(call)) for call in model.calls)
 
 
 def test_the_local_defaults_turn_the_checks_on():

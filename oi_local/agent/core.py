@@ -77,6 +77,9 @@ class OpenInterpreter:
         # after a failure in the turn (a run that failed or was not run, or what the task asked for missing),
         # this many examples of the pool closest to the task are sent in place of the fixed ones (0: never)
         self.fallback_examples = 0
+        # a first reply whose code cannot work (precheck) when no sample mends it: that many examples of this
+        # pool closest to the task, in place of the others, for another round of samples (empty: no round)
+        self.precheck_pool: tuple = ()
         self.total_cost = 0.0
         self.anonymized_telemetry = False  # nothing is ever sent anywhere
         self.llm = llm or Llm()
@@ -146,7 +149,7 @@ class OpenInterpreter:
         self.code_output_sender = variant.code_output_sender
         self.example_messages = [{"role": role, "content": content} for role, content in variant.examples]
         self.example_pool, self.examples_per_task = variant.example_pool, variant.examples_per_task
-        self.fallback_examples = variant.fallback_examples
+        self.fallback_examples, self.precheck_pool = variant.fallback_examples, variant.precheck_pool
         self.repair_templates = dict(variant.repair_templates)
         for name, value in variant.settings.items():
             setattr(self, name, value)
@@ -177,21 +180,23 @@ class OpenInterpreter:
             supports_vision=self.llm.supports_vision,
         )
 
-    def examples_for(self, task: str, fallback: bool = False) -> list[dict]:
+    def examples_for(self, task: str, fallback: bool = False, pool: tuple = ()) -> list[dict]:
         """The worked example turns sent before the conversation: the fixed ones, then those of the pool
-        closest to the task; with `fallback` (and agent.fallback_examples), the pool's closest alone."""
-        if fallback and self.example_pool and self.fallback_examples:
-            return select_examples(self.example_pool, task, self.fallback_examples)
+        closest to the task; with `fallback` (and agent.fallback_examples), the closest of the pool (or of
+        `pool` when given) alone."""
+        pool = pool or self.example_pool
+        if fallback and pool and self.fallback_examples:
+            return select_examples(pool, task, self.fallback_examples)
         chosen = [dict(m) for m in self.example_messages]
         if self.example_pool and self.examples_per_task:
             chosen += select_examples(self.example_pool, task, self.examples_per_task)
         return chosen
 
-    def llm_messages(self, fallback: bool = False) -> list[dict]:
-        """What the model is sent next (before trimming to the context window); `fallback`: see
+    def llm_messages(self, fallback: bool = False, pool: tuple = ()) -> list[dict]:
+        """What the model is sent next (before trimming to the context window); `fallback`, `pool`: see
         examples_for."""
         converted = lmc.to_llm_messages(self._messages, self.full_system_message(), self.templates())
-        examples = self.examples_for(lmc.last_user_text(self._messages), fallback)
+        examples = self.examples_for(lmc.last_user_text(self._messages), fallback, pool)
         self._examples_sent = len(examples)
         if not examples:
             return converted

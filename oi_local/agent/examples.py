@@ -9,6 +9,14 @@ import re
 
 Turns = tuple[tuple[str, str], ...]  # (role, content) messages of one worked example
 
+ANSWER_PROMPT = "Using this output, answer my question in one short sentence."
+
+
+def worked_example(task: str, language: str, code: str, output: str, answer: str) -> Turns:
+    """A worked example as conversation turns: the task, the code, its output, the answer."""
+    return (("user", task), ("assistant", f"```{language}\n{code}\n```"),
+            ("user", f"Output: {output}\n\n{ANSWER_PROMPT}"), ("assistant", answer))
+
 _WORD = re.compile(r"[a-z0-9]+")
 _COMMON = frozenset(
     "a an the is are was be of in on to for from with and or it its this that these those what which how many "

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from oi_local.agent.examples import ANSWER_PROMPT as _ANSWER_PROMPT
+from oi_local.agent.examples import worked_example as _example
+from oi_local.agent.general_examples import GENERAL_POOL
+
 DEFAULT_SYSTEM_MESSAGE = """You are Open Interpreter, a world-class programmer who can complete any goal by running code.
 First write a short plan, and recap it between code blocks: you forget things quickly.
 Code you write runs on the user's machine; the user has given you full permission to run any code needed for the task.
@@ -85,6 +89,9 @@ class PromptVariant:
     example_pool: tuple = ()  # worked examples (each a tuple of turns) chosen per task, after `examples`
     examples_per_task: int = 0
     fallback_examples: int = 0  # after a failure in the turn, this many of the pool in place of all the above
+    # when a first reply's code cannot work and no sample with the examples above can, samples drawn with the
+    # fallback_examples closest examples of this pool in their place (agent.precheck_pool)
+    precheck_pool: tuple = ()
 
 
 # Open Interpreter's own settings, as a baseline for local models.
@@ -95,7 +102,6 @@ OI_BASELINE = PromptVariant(
     notes="Open Interpreter's system message and templates, unchanged.",
 )
 
-_ANSWER_PROMPT = "Using this output, answer my question in one short sentence."
 _REMINDER = "{content}\n\n(Reply with one ```python or ```shell code block that prints the answer.)"
 _LOCAL_SYSTEM_MESSAGE = (
     "You are a helpful assistant that answers by running code on the user's computer. "
@@ -103,12 +109,6 @@ _LOCAL_SYSTEM_MESSAGE = (
     "When you get the output, answer in one short sentence."
 )
 _EMPTY_OUTPUT = "The code ran and printed nothing. If the task is done, say so in one short sentence."
-
-
-def _example(task: str, language: str, code: str, output: str, answer: str) -> tuple[tuple[str, str], ...]:
-    """A worked example as conversation turns: the task, the code, its output, the answer."""
-    return (("user", task), ("assistant", f"```{language}\n{code}\n```"),
-            ("user", f"Output: {output}\n\n{_ANSWER_PROMPT}"), ("assistant", answer))
 
 
 # Two fixed worked examples as real conversation turns (small models imitate turns better than descriptions).
@@ -179,17 +179,29 @@ EXAMPLE_TURNS_FALLBACK = replace(
     notes="The two fixed worked examples; after a failure, the two of the Python pool closest to the task instead.",
 )
 
+# The fallback variant; when the model's first reply cannot work (precheck) and no sample drawn with the fixed
+# examples can either, samples drawn with the two examples of the general pool (general_examples.py, written
+# without the bench tasks in view) closest to the task: it shows the idiom the fixed examples do not.
+EXAMPLE_TURNS_GENERAL = replace(
+    EXAMPLE_TURNS_FALLBACK,
+    name="example-turns+fallback+general",
+    precheck_pool=GENERAL_POOL,
+    notes="example-turns+fallback; a first reply no sample can mend is sampled again with the general pool's closest two.",
+)
+
 # The variants bench/bench_agent.py compares. Measured and dropped (bench/RESULTS.md has the figures): one
 # worked example in the system message, the same with a reminder, one fixed example per kind (shell for files
 # and folders), shell named first, 1 or 3 chosen examples, the two fixed examples plus one chosen.
 LOCAL_VARIANTS: dict[str, PromptVariant] = {v.name: v for v in (OI_BASELINE, EXAMPLE_TURNS, EXAMPLE_TURNS_PLUS_ONE,
-                                                                 EXAMPLE_TURNS_FALLBACK, CHOSEN_EXAMPLES)}
+                                                                 EXAMPLE_TURNS_FALLBACK, EXAMPLE_TURNS_GENERAL,
+                                                                 CHOSEN_EXAMPLES)}
 
 # Chosen by measurement (bench/bench_agent.py with SmolLM2-135M-Instruct; bench/RESULTS.md): the harness that
 # does best on the untuned suite, ties broken by the tuning suite. The fixed examples do better than chosen
 # ones on the untuned suite's first replies; after a failure the pool's closest examples take their place
-# (the pool was written with the tuning suite in view, and the test model copies the closest example).
-LOCAL_DEFAULT = EXAMPLE_TURNS_FALLBACK
+# (the pool was written with the tuning suite in view, and the test model copies the closest example); a first
+# reply no sample mends is sampled again with the general pool's closest (run 5: 8/15 untuned, was 7/15).
+LOCAL_DEFAULT = EXAMPLE_TURNS_GENERAL
 
 # The harness settings of the local defaults (attributes of OpenInterpreter), chosen the same way.
 LOCAL_HARNESS: dict = {

@@ -15,7 +15,8 @@ over a file the task only names does not run. With agent.short_answers, the answ
 is asked from the task and its output alone (a small model copies the worked examples' answers); with
 agent.check_answers, an answer that says nothing of the output is asked for once more. With
 agent.fallback_examples, the replies after a failure (any repair request but that one for the answer) are
-asked with the examples of the pool closest to the task in place of the fixed ones. A block tagged shell that
+asked with the examples of the pool closest to the task in place of the fixed ones; with agent.precheck_pool,
+a first reply no sample mends is sampled again with that pool's closest examples. A block tagged shell that
 holds Python runs as Python (codeblocks.python_in_shell).
 """
 
@@ -209,12 +210,34 @@ class Turn:
     def _prechecked(self, reply: list[dict], llm_messages: list[dict], overrides: dict | None) -> Iterator[dict]:
         """Code that cannot work as written (precheck.py) is replaced by the best of up to
         agent.precheck_samples replies sampled at agent.precheck_temperature (seeded, so repeatable); the
-        model's own reply stays when none is better."""
+        model's own reply stays when none is better. Before any failure in the turn, when no sample mends it,
+        as many again are sampled with the closest examples of agent.precheck_pool in place of the others."""
         agent = self.agent
         known, cwd = self._known_names(), Path.cwd()
         fewest = len(precheck.reply_problems(reply, self.task, known, cwd))
         if not fewest:  # no code, or nothing wrong with it
             return reply
+        best_text, fewest = self._best_sample(llm_messages, overrides, known, cwd, fewest)
+        if fewest and agent.precheck_pool and agent.fallback_examples and not self.failed:
+            kept = agent.messages[:]
+            agent.messages[:] = [m for m in kept if not any(m is r for r in reply)]
+            try:
+                with_pool = agent.llm_messages(fallback=True, pool=agent.precheck_pool)
+            finally:
+                agent.messages[:] = kept
+            text, fewest = self._best_sample(with_pool, overrides, known, cwd, fewest)
+            best_text = text or best_text
+        if best_text is None:
+            return reply
+        agent.messages[:] = [m for m in agent.messages if not any(m is r for r in reply)]
+        agent._note("that code could not work as written; the model wrote it again")
+        return (yield from self._stream(iter([best_text])))
+
+    def _best_sample(self, llm_messages: list[dict], overrides: dict | None, known: set[str], cwd: Path,
+                     fewest: int) -> tuple[str | None, int]:
+        """The first sampled reply with no problems, else the one with the fewest (None: none has fewer than
+        `fewest`), and its number of problems."""
+        agent = self.agent
         best_text = None
         for seed in range(1, agent.precheck_samples + 1):
             sample = dict(overrides or {}, temperature=agent.precheck_temperature, seed=seed)
@@ -227,11 +250,7 @@ class Turn:
                 best_text, fewest = text, len(found)
                 if not found:
                     break
-        if best_text is None:
-            return reply
-        agent.messages[:] = [m for m in agent.messages if not any(m is r for r in reply)]
-        agent._note("that code could not work as written; the model wrote it again")
-        return (yield from self._stream(iter([best_text])))
+        return best_text, fewest
 
     def _record(self, chunk: dict, reply: list[dict]) -> None:
         if chunk.get("start"):
