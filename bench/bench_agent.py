@@ -153,6 +153,10 @@ HARNESSES = [
             precheck=4, check_answers=True, short_answers=True,
             note="turns+precheck+answers; after a failure in the turn, the two examples of the Python pool closest "
                  "to the task in place of the fixed ones"),
+    Harness("general+precheck+answers", "example-turns+fallback+general", max_repairs=2, check_files=True,
+            restart=True, precheck=4, check_answers=True, short_answers=True,
+            note="fallback+precheck+answers; a first reply whose code no sample mends is sampled again with the two "
+                 "examples of the general pool (agent/general_examples.py, written blind) closest to the task"),
     Harness("chosen", "chosen-examples", note="+ preload, the two worked examples of a pool closest to the task"),
     Harness("chosen+grammar", "chosen-examples", first_grammar=("python", "shell"),
             note="chosen, the first reply constrained to one python or shell block (GBNF grammar)"),
