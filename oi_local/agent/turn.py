@@ -219,19 +219,24 @@ class Turn:
             return reply
         best_text, fewest = self._best_sample(llm_messages, overrides, known, cwd, fewest)
         if fewest and agent.precheck_pool and agent.fallback_examples and not self.failed:
-            kept = agent.messages[:]
-            agent.messages[:] = [m for m in kept if not any(m is r for r in reply)]
-            try:
-                with_pool = agent.llm_messages(fallback=True, pool=agent.precheck_pool)
-            finally:
-                agent.messages[:] = kept
-            text, fewest = self._best_sample(with_pool, overrides, known, cwd, fewest)
+            text, fewest = self._best_sample(self._pool_messages(reply), overrides, known, cwd, fewest)
             best_text = text or best_text
         if best_text is None:
             return reply
         agent.messages[:] = [m for m in agent.messages if not any(m is r for r in reply)]
         agent._note("that code could not work as written; the model wrote it again")
         return (yield from self._stream(iter([best_text])))
+
+    def _pool_messages(self, reply: list[dict]) -> list[dict]:
+        """The request of the reply being checked, with agent.precheck_pool's closest examples in place of the
+        others (the reply itself is not in it: the model would go on with it)."""
+        agent = self.agent
+        kept = agent.messages[:]
+        agent.messages[:] = [m for m in kept if not any(m is r for r in reply)]
+        try:
+            return agent.llm_messages(fallback=True, pool=agent.precheck_pool)
+        finally:
+            agent.messages[:] = kept
 
     def _best_sample(self, llm_messages: list[dict], overrides: dict | None, known: set[str], cwd: Path,
                      fewest: int) -> tuple[str | None, int]:
