@@ -12,6 +12,7 @@ from pathlib import Path
 import computer_support
 from computer_support import text
 
+from oi_local.agent.examples import ANSWER_PROMPT
 from oi_local.agent.general_examples import GENERAL_POOL
 
 computer = computer_support.computer
@@ -48,7 +49,7 @@ def parts(example) -> tuple[str, str, str]:
     """(request, code, stated output) of a worked example."""
     request, reply, output_turn, _answer = (content for _, content in example)
     code = reply.removeprefix("```python\n").removesuffix("\n```")
-    return request, code, output_turn.removeprefix("Output: ").split("\n\nUsing this output", 1)[0]
+    return request, code, output_turn.removeprefix("Output: ").removesuffix(f"\n\n{ANSWER_PROMPT}")
 
 
 def same_output(printed: str, stated: str) -> bool:
